@@ -1,0 +1,198 @@
+"""Assembles one node: storage, prompts, SIP, media, ACD and HTTP on one event loop.
+
+`Node.start()` brings the parts up in dependency order and `Node.stop()`
+takes them down in reverse, hanging up calls and draining the contact
+writer, so a clean stop loses no event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from typing import Any
+
+import numpy as np
+from aiohttp import web
+
+from acd.router import QueueSpec, Router
+from ccserver.calls.service import CallService, CallSettings
+from ccserver.config import Config
+from ccserver.media.endpoint import RtpPorts
+from ccserver.media.player import EncodedAudio, MediaClock
+from ccserver.registration import Registrations
+from ccserver.sip_endpoint import SipEndpoint
+from ccserver.storage.database import make_engine
+from ccserver.storage.recorder import ContactRecorder
+from ivr.tts import PromptRenderer, load_wav_8k, tone
+
+log = logging.getLogger("ccserver")
+
+
+def hold_music() -> np.ndarray:
+    """A gentle built-in hold tune (so a fresh install needs no audio files)."""
+    notes = [(523.25, 659.25), (587.33, 739.99), (659.25, 783.99), (587.33, 739.99)]
+    parts = []
+    for chord in notes:
+        parts.append(tone(chord, 0.45, level_dbfs=-18.0))
+        parts.append(np.zeros(400, dtype=np.int16))
+    return np.concatenate(parts)
+
+
+def flow_prompts(cfg: Config) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for flow in cfg.flows.values():
+        for node in flow.nodes.values():
+            text = getattr(node, "prompt", None)
+            if text:
+                out.append((text, flow.language))
+    return out
+
+
+class Node:
+    """One running contact-center node."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.started_at = 0.0
+        self.engine: Any = None
+        self.recorder: ContactRecorder | None = None
+        self.renderer: PromptRenderer | None = None
+        self.prompts: dict[tuple[str, str], EncodedAudio] = {}
+        self.sip: SipEndpoint | None = None
+        self.calls: CallService | None = None
+        self.clock = MediaClock()
+        self._http: web.AppRunner | None = None
+        self.http_port = 0
+
+    def prompt(self, text: str, voice: str) -> EncodedAudio | None:
+        return self.prompts.get((text, voice))
+
+    async def start(self) -> None:
+        cfg = self.cfg
+        t0 = time.monotonic()
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+
+        self.renderer = PromptRenderer(cfg.tts_cache_dir, default_voice=cfg.tts.voice, rate=cfg.tts.rate)
+        self.renderer.check()
+        rendered = await self.renderer.render_all(flow_prompts(cfg))
+        for key, p in rendered.items():
+            self.prompts[key] = EncodedAudio(p.pcm, p.text)
+
+        self.engine = make_engine(cfg.database_url)
+        self.recorder = ContactRecorder(self.engine, node=cfg.server.node_name)
+        await self.recorder.start()
+
+        moh_path = cfg.resolve_moh(cfg.media.moh)
+        moh = EncodedAudio(load_wav_8k(moh_path) if moh_path else hold_music(), "moh")
+
+        agents = cfg.agents()
+        router = Router({
+            name: QueueSpec(name, tuple(q.members), q.ring_timeout, q.wrap_up, q.strategy)
+            for name, q in cfg.queues.items()
+        })
+        settings = CallSettings(
+            host=cfg.server.advertised_address,
+            codecs=list(cfg.media.codecs),
+            trunk_networks=[net for t in cfg.trunks.values() for net in t.addresses],
+            dids={num: did.target for num, did in cfg.dids.items()},
+            flows=dict(cfg.flows),
+            queue_ring_timeout={name: q.ring_timeout for name, q in cfg.queues.items()},
+            extensions=set(cfg.extensions),
+            node=cfg.server.node_name,
+        )
+        passwords = {num: ext.password for num, ext in cfg.extensions.items()}
+
+        def phone_changed(ext: str, online: bool) -> None:
+            if self.calls is not None and ext in agents:
+                self.calls.agent_phone(ext, online)
+
+        registrations = Registrations(cfg.server.realm, passwords, phone_changed)
+        ports = RtpPorts(cfg.server.bind, cfg.server.rtp_port_min, cfg.server.rtp_port_max)
+        self.calls = CallService(settings, registrations, router, ports, self.clock,
+                                 self.recorder, self.prompt, moh)
+        self.sip = SipEndpoint(self.calls)
+        self.calls.sip = self.sip
+        await self.sip.start(cfg.server.bind, cfg.server.sip_port, list(cfg.server.sip_transports))
+
+        await self._start_http()
+        self.started_at = time.time()
+        host, port = self.sip.address
+        log.info(
+            "ready: SIP %s on %s:%d, HTTP on %s:%d, database %s (started in %.2f s)",
+            "/".join(cfg.server.sip_transports), host, port, cfg.server.bind, self.http_port,
+            cfg.database_url.split("://")[0], time.monotonic() - t0,
+        )
+
+    async def _start_http(self) -> None:
+        app = web.Application()
+        app.router.add_get("/api/health", self._health)
+        self._http = web.AppRunner(app, access_log=None)
+        await self._http.setup()
+        site = web.TCPSite(self._http, self.cfg.server.bind, self.cfg.server.http_port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.http_port = sockets[0].getsockname()[1] if sockets else self.cfg.server.http_port
+
+    async def _health(self, request: web.Request) -> web.Response:
+        calls = self.calls
+        return web.json_response({
+            "status": "ok",
+            "node": self.cfg.server.node_name,
+            "sip": list(self.sip.address) if self.sip else None,
+            "active_calls": len(calls.calls) if calls else 0,
+            "uptime": round(time.time() - self.started_at, 3),
+        })
+
+    async def stop(self) -> None:
+        if self.calls is not None:
+            await self.calls.close()
+        if self.sip is not None:
+            await self.sip.close()
+        self.clock.close()
+        if self._http is not None:
+            await self._http.cleanup()
+        if self.recorder is not None:
+            await self.recorder.stop()
+        if self.engine is not None:
+            await self.engine.dispose()
+        if self.renderer is not None:
+            await self.renderer.close()
+        log.info("stopped")
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+async def serve(cfg: Config) -> None:
+    node = Node(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await node.start()
+        await stop.wait()
+    finally:
+        await node.stop()
+
+
+def run_server(cfg: Config) -> None:
+    """Entry point of `ccserver run`: uvloop when available (see docs/performance)."""
+    setup_logging(cfg.server.log_level)
+    try:
+        import uvloop
+
+        factory: Any = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is a dependency
+        factory = None
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(serve(cfg))

@@ -1,0 +1,59 @@
+"""One side of a bridged call: a SIP dialog and its RTP endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from ccserver.media.endpoint import RtpEndpoint
+from ccserver.media.sdp import SessionDescription
+from ccserver.sip.dialog import Dialog, InviteRetransmitter
+from ccserver.sip.message import Request
+from ccserver.sip.transaction import ClientTransaction, ServerTransaction
+
+Address = tuple[str, int]
+
+
+class CallLog(logging.LoggerAdapter[logging.Logger]):
+    """Every log line names its call (STYLE habit 9)."""
+
+    def process(self, msg: Any, kwargs: Any) -> tuple[Any, Any]:
+        return f"[{self.extra['call'] if self.extra else '-'}] {msg}", kwargs
+
+
+@dataclass(eq=False)
+class Leg:
+    """A SIP dialog toward a phone or trunk, with the RTP socket that carries its audio."""
+
+    role: str  # "uas": the caller who called us; "uac": the agent we called
+    endpoint: RtpEndpoint
+    invite: Request
+    signal_addr: Address  # where in-dialog requests go (the phone's real source: NAT-safe)
+    dialog: Dialog | None = None
+    server_tx: ServerTransaction | None = None
+    client_tx: ClientTransaction | None = None
+    retransmitter: InviteRetransmitter | None = None
+    retransmit_timer: asyncio.TimerHandle | None = None
+    offer: SessionDescription | None = None
+    sdp_session: int = field(default_factory=lambda: random.randrange(1, 2**31))
+    sdp_version: int = 0
+    state: str = "init"  # init | early | confirmed | terminated
+    on_hold: bool = False
+    hold_started: float | None = None
+    cancelled: str | None = None  # why we CANCELled this outgoing leg
+    ringing: bool = False
+    agent: str | None = None
+
+    @property
+    def call_id(self) -> str:
+        return self.invite.call_id
+
+    def stop_retransmit(self) -> None:
+        if self.retransmit_timer is not None:
+            self.retransmit_timer.cancel()
+            self.retransmit_timer = None
+        if self.retransmitter is not None:
+            self.retransmitter.ack_received()

@@ -1,0 +1,194 @@
+"""One call leg's RTP socket: the per-packet hot path.
+
+A leg receives from one peer and sends to it. Incoming packets are either
+RFC 4733 events (fed to the leg's DTMF receiver, and relayed when bridged),
+or audio (relayed to the bridged leg, or handed to listeners such as a
+speech recogniser). Outgoing audio comes from a player on the media clock or
+from the bridged leg; both go through the leg's one `RtpSender` so the peer
+sees a single continuous stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import random
+import socket
+from collections.abc import Callable
+
+from ccserver.media.dtmf import DtmfReceiver
+from ccserver.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
+from ccserver.media.rtp import RtpPacket, RtpSender
+from ccserver.media.sdp import NegotiatedAudio
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+AudioListener = Callable[[bytes, str], None]  # (G.711 payload, codec)
+
+
+def law_table(src_codec: str, dst_codec: str) -> bytes | None:
+    """The 256-byte table that turns one G.711 law into the other, if needed."""
+    if src_codec == dst_codec:
+        return None
+    return ALAW_TO_ULAW if src_codec == "PCMA" else ULAW_TO_ALAW
+
+
+class RtpEndpoint(asyncio.DatagramProtocol):
+    """RTP for one leg, with symmetric RTP (RFC 4961) so NATed phones work."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.transport: asyncio.DatagramTransport | None = None
+        self.local: Address = ("", 0)
+        self.remote: Address | None = None
+        self._latched = False
+        self.audio: NegotiatedAudio | None = None
+        self.codec = "PCMU"
+        self.payload_type = 0
+        self.dtmf_pt: int | None = None
+        self.sender = RtpSender(payload_type=0)
+        self.dtmf = DtmfReceiver()
+        self.on_dtmf: Callable[[str], None] | None = None
+        self.listeners: list[AudioListener] = []
+        self.peer: RtpEndpoint | None = None
+        self._to_peer_table: bytes | None = None
+        self.packets_in = 0
+        self.packets_out = 0
+        self.audio_in = 0
+        self.closed = False
+
+    # -- setup ------------------------------------------------------------
+    def configure(self, audio: NegotiatedAudio) -> None:
+        """Apply an offer/answer result: where to send, which codec and event PT."""
+        self.audio = audio
+        self.codec = audio.codec
+        self.payload_type = audio.payload_type
+        self.dtmf_pt = audio.dtmf_payload_type
+        self.sender.payload_type = audio.payload_type
+        if not self._latched:
+            self.remote = audio.remote_addr if audio.remote_addr[1] else None
+        if self.peer is not None:
+            self.bridge(self.peer)
+
+    def bridge(self, other: RtpEndpoint) -> None:
+        """Relay this leg's incoming media to `other` (one direction)."""
+        self.peer = other
+        self._to_peer_table = law_table(self.codec, other.codec)
+
+    def unbridge(self) -> None:
+        self.peer = None
+        self._to_peer_table = None
+
+    # -- asyncio ------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.DatagramTransport)
+        self.transport = transport
+        self.local = transport.get_extra_info("sockname")[:2]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+
+    def error_received(self, exc: Exception) -> None:
+        # ICMP port unreachable from a phone that went away: not fatal.
+        pass
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        if len(data) < 12 or (data[0] >> 6) != 2:
+            return
+        pt = data[1] & 0x7F
+        if 64 <= pt <= 95:
+            return  # RTCP multiplexed on the RTP port (RFC 5761 §4): not used yet
+        if not self._latched:
+            # Symmetric RTP: answer where the packets really come from.
+            self.remote = (addr[0], addr[1])
+            self._latched = True
+        self.packets_in += 1
+        if pt == self.dtmf_pt:
+            self._dtmf_packet(data)
+            return
+        self.audio_in += 1
+        peer = self.peer
+        if peer is not None:
+            peer.send_forwarded(data, self._to_peer_table)
+        if self.listeners:
+            try:
+                pkt = RtpPacket.parse(data)
+            except ValueError:
+                return
+            for listener in self.listeners:
+                listener(pkt.payload, self.codec)
+
+    def _dtmf_packet(self, data: bytes) -> None:
+        try:
+            pkt = RtpPacket.parse(data)
+        except ValueError:
+            return
+        loop = asyncio.get_running_loop()
+        digit = self.dtmf.feed(pkt.payload, pkt.timestamp, pkt.marker, loop.time())
+        peer = self.peer
+        if peer is not None and peer.dtmf_pt is not None:
+            peer.send_forwarded(data, None, payload_type=peer.dtmf_pt)
+        if digit is not None and self.on_dtmf is not None:
+            self.on_dtmf(digit)
+
+    # -- sending ------------------------------------------------------------
+    def send_forwarded(self, data: bytes, table: bytes | None, payload_type: int | None = None) -> None:
+        if self.remote is None or self.transport is None:
+            return
+        out = self.sender.forward(
+            data, payload_type=self.payload_type if payload_type is None else payload_type, translate=table
+        )
+        self.transport.sendto(out, self.remote)
+        self.packets_out += 1
+
+    def send_audio(self, payload: bytes, samples: int, marker: bool = False) -> None:
+        if self.remote is None or self.transport is None:
+            return
+        self.transport.sendto(self.sender.packet(payload, samples, marker=marker), self.remote)
+        self.packets_out += 1
+
+    def send_raw(self, packet: bytes) -> None:
+        if self.remote is not None and self.transport is not None:
+            self.transport.sendto(packet, self.remote)
+            self.packets_out += 1
+
+    def close(self) -> None:
+        self.peer = None
+        self.listeners.clear()
+        self.on_dtmf = None
+        if self.transport is not None:
+            self.transport.close()
+
+
+class RtpPorts:
+    """Even RTP ports from the configured range (RFC 3550 §11: RTP on even ports)."""
+
+    def __init__(self, host: str, low: int, high: int) -> None:
+        self.host = host
+        self.low = low + (low % 2)
+        self.high = high
+        self._next = self.low + 2 * random.randrange(max(1, (high - self.low) // 2))
+
+    async def open(self, label: str) -> RtpEndpoint:
+        loop = asyncio.get_running_loop()
+        span = (self.high - self.low) // 2 + 1
+        for _ in range(span):
+            port = self._next
+            self._next += 2
+            if self._next > self.high:
+                self._next = self.low
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                sock.bind((self.host, port))
+            except OSError as exc:
+                sock.close()
+                if exc.errno == errno.EADDRINUSE:
+                    continue
+                raise
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
+            sock.setblocking(False)
+            _, proto = await loop.create_datagram_endpoint(lambda: RtpEndpoint(label), sock=sock)
+            return proto
+        raise OSError(errno.EADDRINUSE, f"no free RTP port in {self.low}-{self.high}")

@@ -1,0 +1,135 @@
+"""REGISTER handling: digest authentication plus the location service.
+
+Glue between SIP messages and the sans-IO pieces in `ccserver.sip.digest`
+and `ccserver.sip.registrar`; it reports agents' phones coming and going so
+the ACD can log agents in and out with their phones.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+
+from ccserver.sip.digest import DigestAuthenticator, NonceManager
+from ccserver.sip.errors import RemoteProtocolError
+from ccserver.sip.message import Request, Response, make_response
+from ccserver.sip.registrar import Binding, ContactRequest, LocationService, RegistrarError
+
+log = logging.getLogger(__name__)
+
+Address = tuple[str, int]
+
+
+def auth_response(
+    request: Request, result_status: str, challenges: list[str], *, proxy: bool, stale: bool = False
+) -> Response:
+    """401/407 with one challenge per algorithm, 403 for wrong credentials, 400 for junk."""
+    if result_status == "forbidden":
+        return make_response(request, 403)
+    if result_status == "bad":
+        return make_response(request, 400, "Bad Authorization Header")
+    header = "Proxy-Authenticate" if proxy else "WWW-Authenticate"
+    status = 407 if proxy else 401
+    return make_response(request, status, headers=[(header, c) for c in challenges])
+
+
+class Registrations:
+    """Registrar of the node: who is reachable where."""
+
+    def __init__(
+        self,
+        realm: str,
+        passwords: Mapping[str, str],
+        on_change: Callable[[str, bool], None],
+        *,
+        secret: bytes | None = None,
+    ) -> None:
+        self.realm = realm
+        self._passwords = passwords
+        self.nonces = NonceManager(secret or secrets.token_bytes(32))
+        self.auth = DigestAuthenticator(realm, self.nonces, passwords.get)
+        self.location = LocationService()
+        self._on_change = on_change
+
+    def authenticate(self, request: Request, now: float, *, proxy: bool) -> tuple[str | None, Response | None]:
+        """The authenticated user, or the response that refuses or challenges."""
+        header = "Proxy-Authorization" if proxy else "Authorization"
+        result = self.auth.verify(request.headers.get_all(header), request.method, now, body=request.body)
+        if result.status == "ok":
+            return result.username, None
+        challenges = self.auth.challenges(now, stale=result.stale)
+        return None, auth_response(request, result.status, challenges, proxy=proxy, stale=result.stale)
+
+    def register(self, request: Request, addr: Address, transport: str, now: float) -> Response:
+        aor = request.to.uri.user or ""
+        if aor not in self._passwords:
+            return make_response(request, 404, "Unknown Extension")
+        user, refusal = self.authenticate(request, now, proxy=False)
+        if refusal is not None:
+            return refusal
+        if user != aor:
+            # Credentials of one extension must not register another.
+            return make_response(request, 403, "Wrong User For This AOR")
+        before = bool(self.location.lookup(aor, now))
+        try:
+            contacts, wildcard = self._contacts(request)
+            cseq, _ = request.cseq
+            bindings = self.location.register(
+                aor,
+                contacts,
+                wildcard=wildcard,
+                header_expires=request.expires,
+                call_id=request.call_id,
+                cseq=cseq,
+                source=addr,
+                transport=transport,
+                now=now,
+            )
+        except RegistrarError as exc:
+            extra: list[tuple[str, str]] = []
+            min_expires = getattr(exc, "min_expires", None)
+            if exc.status == 423 and min_expires is not None:
+                extra.append(("Min-Expires", str(min_expires)))
+            return make_response(request, exc.status, exc.reason, headers=extra)
+        except RemoteProtocolError as exc:
+            return make_response(request, exc.status, exc.reason)
+        after = bool(bindings)
+        if before != after:
+            log.info("extension %s %s", aor, "registered" if after else "unregistered")
+            self._on_change(aor, after)
+        headers = [("Contact", f"<{b.contact}>;expires={b.expires_in(now)}") for b in bindings]
+        return make_response(request, 200, headers=headers)
+
+    @staticmethod
+    def _contacts(request: Request) -> tuple[list[ContactRequest], bool]:
+        wildcard = any(v.strip() == "*" for v in request.headers.get_all("Contact"))
+        if wildcard:
+            return [], True
+        out = []
+        for na in request.contacts:
+            expires = na.params.get("expires")
+            q = na.params.get("q")
+            try:
+                out.append(
+                    ContactRequest(
+                        uri=str(na.uri),
+                        expires=int(expires) if expires is not None else None,
+                        q=float(q) if q is not None else 1.0,
+                        instance=na.params.get("+sip.instance"),
+                    )
+                )
+            except ValueError as exc:
+                raise RemoteProtocolError(f"Bad Contact parameter: {exc}") from None
+        return out, False
+
+    def expire(self, now: float) -> list[Binding]:
+        gone = self.location.remove_expired(now)
+        for aor in {b.aor for b in gone}:
+            if not self.location.lookup(aor, now):
+                log.info("extension %s registration expired", aor)
+                self._on_change(aor, False)
+        return gone
+
+    def lookup(self, aor: str, now: float) -> list[Binding]:
+        return self.location.lookup(aor, now)
