@@ -1,0 +1,110 @@
+"""Engine set-up for the contact store, plus the read helpers used by the API and reports."""
+
+from __future__ import annotations
+
+import enum
+import json
+import uuid
+from datetime import date, datetime, time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.interfaces import DBAPIConnection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.orm import selectinload
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from .models import Base, Contact
+
+__all__ = ["create_schema", "find_contacts", "get_contact", "make_engine"]
+
+
+def _json_default(value: object) -> object:
+    """Encode the few non-JSON types call code naturally puts in event data."""
+    if isinstance(value, datetime | date | time):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return value.hex
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, default=_json_default, ensure_ascii=False)
+
+
+def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
+    """Tune every new SQLite connection.
+
+    WAL lets the API and reports read while the recorder writes; synchronous=NORMAL
+    is safe with WAL (a power cut may lose the last commits, never corrupt);
+    foreign keys are off by default in SQLite.
+    """
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str) -> AsyncEngine:
+    """Build the async engine for a contact store URL.
+
+    ``sqlite+aiosqlite:///path/to/file.db`` (the parent directory is created) or
+    ``postgresql+asyncpg://user:pass@host/db``.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        # pre_ping: after a database restart the recorder gets a live connection
+        # instead of failing its next batch on a dead pooled one.
+        return create_async_engine(parsed, json_serializer=_json_dumps, pool_pre_ping=True)
+    database = parsed.database
+    is_uri = str(parsed.query.get("uri", "")).lower() in {"1", "true"}
+    if database and database != ":memory:" and not is_uri:
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    engine = create_async_engine(parsed, json_serializer=_json_dumps)
+    event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+async def create_schema(engine: AsyncEngine) -> None:
+    """Create missing tables and indexes (Alembic migrations will take over later)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+
+
+async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact | None:
+    """Load one contact with its timeline in seq order, detached from any session."""
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        return await session.get(Contact, contact_id, options=[selectinload(Contact.events)])
+
+
+async def find_contacts(
+    engine: AsyncEngine,
+    *,
+    sip_call_id: str | None = None,
+    caller_number: str | None = None,
+    limit: int = 100,
+    with_events: bool = False,
+) -> list[Contact]:
+    """Contacts matching every given filter, newest first.
+
+    Timelines are only loaded with ``with_events=True``: lists and reports
+    rarely need them and they are the bulk of the data.
+    """
+    stmt = select(Contact).order_by(Contact.arrived_at.desc(), Contact.id).limit(limit)
+    if sip_call_id is not None:
+        stmt = stmt.where(Contact.sip_call_id == sip_call_id)
+    if caller_number is not None:
+        stmt = stmt.where(Contact.caller_number == caller_number)
+    if with_events:
+        stmt = stmt.options(selectinload(Contact.events))
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        return list((await session.scalars(stmt)).all())
