@@ -26,8 +26,13 @@ NOT_READY = "not-ready"
 AGENT_TRANSITIONS: dict[str, dict[str, str]] = {
     LOGGED_OUT: {"login": AVAILABLE},
     AVAILABLE: {"offer": RESERVED, "logout": LOGGED_OUT, "pause": NOT_READY},
-    RESERVED: {"answer": ON_CALL, "no_answer": NOT_READY, "decline": AVAILABLE,
-               "withdraw": AVAILABLE, "logout": LOGGED_OUT},
+    RESERVED: {
+        "answer": ON_CALL,
+        "no_answer": NOT_READY,
+        "decline": AVAILABLE,
+        "withdraw": AVAILABLE,
+        "logout": LOGGED_OUT,
+    },
     ON_CALL: {"hangup": WRAP_UP, "logout": LOGGED_OUT},
     WRAP_UP: {"wrap_done": AVAILABLE, "pause": NOT_READY, "logout": LOGGED_OUT},
     NOT_READY: {"ready": AVAILABLE, "logout": LOGGED_OUT},

@@ -75,7 +75,9 @@ class Node:
         t0 = time.monotonic()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
 
-        self.renderer = PromptRenderer(cfg.tts_cache_dir, default_voice=cfg.tts.voice, rate=cfg.tts.rate)
+        self.renderer = PromptRenderer(
+            cfg.tts_cache_dir, default_voice=cfg.tts.voice, rate=cfg.tts.rate
+        )
         self.renderer.check()
         rendered = await self.renderer.render_all(flow_prompts(cfg))
         for key, p in rendered.items():
@@ -89,10 +91,12 @@ class Node:
         moh = EncodedAudio(load_wav_8k(moh_path) if moh_path else hold_music(), "moh")
 
         agents = cfg.agents()
-        router = Router({
-            name: QueueSpec(name, tuple(q.members), q.ring_timeout, q.wrap_up, q.strategy)
-            for name, q in cfg.queues.items()
-        })
+        router = Router(
+            {
+                name: QueueSpec(name, tuple(q.members), q.ring_timeout, q.wrap_up, q.strategy)
+                for name, q in cfg.queues.items()
+            }
+        )
         settings = CallSettings(
             host=cfg.server.advertised_address,
             codecs=list(cfg.media.codecs),
@@ -111,8 +115,9 @@ class Node:
 
         registrations = Registrations(cfg.server.realm, passwords, phone_changed)
         ports = RtpPorts(cfg.server.bind, cfg.server.rtp_port_min, cfg.server.rtp_port_max)
-        self.calls = CallService(settings, registrations, router, ports, self.clock,
-                                 self.recorder, self.prompt, moh)
+        self.calls = CallService(
+            settings, registrations, router, ports, self.clock, self.recorder, self.prompt, moh
+        )
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip
         await self.sip.start(cfg.server.bind, cfg.server.sip_port, list(cfg.server.sip_transports))
@@ -122,8 +127,13 @@ class Node:
         host, port = self.sip.address
         log.info(
             "ready: SIP %s on %s:%d, HTTP on %s:%d, database %s (started in %.2f s)",
-            "/".join(cfg.server.sip_transports), host, port, cfg.server.bind, self.http_port,
-            cfg.database_url.split("://")[0], time.monotonic() - t0,
+            "/".join(cfg.server.sip_transports),
+            host,
+            port,
+            cfg.server.bind,
+            self.http_port,
+            cfg.database_url.split("://")[0],
+            time.monotonic() - t0,
         )
 
     async def _start_http(self) -> None:
@@ -139,13 +149,15 @@ class Node:
 
     async def _health(self, request: web.Request) -> web.Response:
         calls = self.calls
-        return web.json_response({
-            "status": "ok",
-            "node": self.cfg.server.node_name,
-            "sip": list(self.sip.address) if self.sip else None,
-            "active_calls": len(calls.calls) if calls else 0,
-            "uptime": round(time.time() - self.started_at, 3),
-        })
+        return web.json_response(
+            {
+                "status": "ok",
+                "node": self.cfg.server.node_name,
+                "sip": list(self.sip.address) if self.sip else None,
+                "active_calls": len(calls.calls) if calls else 0,
+                "uptime": round(time.time() - self.started_at, 3),
+            }
+        )
 
     async def stop(self) -> None:
         if self.calls is not None:

@@ -52,14 +52,20 @@ class Registrations:
         self.location = LocationService()
         self._on_change = on_change
 
-    def authenticate(self, request: Request, now: float, *, proxy: bool) -> tuple[str | None, Response | None]:
+    def authenticate(
+        self, request: Request, now: float, *, proxy: bool
+    ) -> tuple[str | None, Response | None]:
         """The authenticated user, or the response that refuses or challenges."""
         header = "Proxy-Authorization" if proxy else "Authorization"
-        result = self.auth.verify(request.headers.get_all(header), request.method, now, body=request.body)
+        result = self.auth.verify(
+            request.headers.get_all(header), request.method, now, body=request.body
+        )
         if result.status == "ok":
             return result.username, None
         challenges = self.auth.challenges(now, stale=result.stale)
-        return None, auth_response(request, result.status, challenges, proxy=proxy, stale=result.stale)
+        return None, auth_response(
+            request, result.status, challenges, proxy=proxy, stale=result.stale
+        )
 
     def register(self, request: Request, addr: Address, transport: str, now: float) -> Response:
         aor = request.to.uri.user or ""

@@ -83,7 +83,9 @@ class SipEndpoint:
         self._pump()
 
     # -- TU side ----------------------------------------------------------
-    def send_request(self, request: Request, addr: Address, on_response: ResponseCallback) -> ClientTransaction:
+    def send_request(
+        self, request: Request, addr: Address, on_response: ResponseCallback
+    ) -> ClientTransaction:
         tx = self.layer.send_request(
             request, addr, self.now(), reliable=self.transports.is_reliable(addr)
         )
@@ -139,17 +141,16 @@ class SipEndpoint:
         elif isinstance(event, CancelReceived):
             h.on_cancel(event.invite, event.cancel)
         elif isinstance(event, TransactionTimeout):
-            tx = event.transaction
-            if isinstance(tx, ClientTransaction):
-                cb = self._callbacks.pop(id(tx), None)
+            if isinstance(event.transaction, ClientTransaction):
+                cb = self._callbacks.pop(id(event.transaction), None)
                 if cb is not None:
-                    cb(timeout_response(tx.request))
+                    cb(timeout_response(event.transaction.request))
             else:
-                h.on_server_timeout(tx)
+                h.on_server_timeout(event.transaction)
         else:  # TransactionTerminated and future bookkeeping events
-            tx = getattr(event, "transaction", None)
-            if isinstance(tx, ClientTransaction):
-                self._callbacks.pop(id(tx), None)
+            done = getattr(event, "transaction", None)
+            if isinstance(done, ClientTransaction):
+                self._callbacks.pop(id(done), None)
 
     def _arm(self) -> None:
         deadline = self.layer.get_timer()

@@ -190,7 +190,10 @@ class FlowRun:
 
     def _play(self, text: str) -> list[Action]:
         self._prompt_playing = True
-        return [Step("prompt", {"node": self.node_name, "text": text}), Play(text, self.flow.language)]
+        return [
+            Step("prompt", {"node": self.node_name, "text": text}),
+            Play(text, self.flow.language),
+        ]
 
     def _end(self, reason: str) -> list[Action]:
         self.finished = True

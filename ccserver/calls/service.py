@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-from datetime import UTC, datetime
 import logging
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from acd.router import Offer, Router
@@ -72,16 +72,6 @@ class Call:
     answered: bool = False
     holds: int = 0
     hold_seconds: float = 0.0
-
-
-class Recorder:
-    """What the service asks of the contact store (`ContactRecorder` fits)."""
-
-    def open_contact(self, **kw: Any) -> str: ...
-    def event(self, contact_id: str, type: str, data: Any = None, at: Any = None) -> None: ...
-    def update(self, contact_id: str, **fields: Any) -> None: ...
-    def close_contact(self, contact_id: str, *, outcome: str, disconnect_reason: str | None, at: Any = None) -> None: ...
-    def agent_event(self, agent: str, state: str, reason: str | None = None, data: Any = None, at: Any = None) -> None: ...
 
 
 class CallService:
@@ -165,7 +155,7 @@ class CallService:
         found = self._legs.get(request.call_id)
         if found is None:
             return
-        call, leg = found
+        _, leg = found
         if leg.role == "uas" and leg.dialog is not None and leg.dialog.matches(request):
             leg.stop_retransmit()
             if leg.state == "early":
@@ -203,7 +193,7 @@ class CallService:
             self._respond(request, 420, headers=[("Unsupported", ", ".join(require))])
             return
         if not self._trusted(addr):
-            user, refusal = self.reg.authenticate(request, self.now(), proxy=True)
+            _, refusal = self.reg.authenticate(request, self.now(), proxy=True)
             if refusal is not None:
                 self.sip.send_response(refusal)
                 return
@@ -232,15 +222,23 @@ class CallService:
         return any(ip in net for net in self.s.trunk_networks)
 
     async def _accept(
-        self, request: Request, addr: Address, tx: ServerTransaction,
-        remote: SessionDescription, dialed: str, entry: tuple[str, str],
+        self,
+        request: Request,
+        addr: Address,
+        tx: ServerTransaction,
+        remote: SessionDescription,
+        dialed: str,
+        entry: tuple[str, str],
     ) -> None:
         endpoint = await self.ports.open("caller")
         leg = Leg("uas", endpoint, request, addr, server_tx=tx)
         try:
             sdp, audio = answer(
-                remote, local_ip=self.s.host, local_port=endpoint.local[1],
-                codecs=self.s.codecs, session_id=leg.sdp_session,
+                remote,
+                local_ip=self.s.host,
+                local_port=endpoint.local[1],
+                codecs=self.s.codecs,
+                session_id=leg.sdp_session,
             )
         except NotAcceptable as exc:
             endpoint.close()
@@ -264,9 +262,15 @@ class CallService:
         # Answer at once: the IVR talks to the caller (RFC 3261 §13.3.1.4).
         to_tag = new_tag()
         resp = make_response(
-            request, 200, to_tag=to_tag,
-            headers=[("Contact", f"<{self.our_uri()}>"), ("Allow", ALLOW), ("Server", SERVER),
-                     ("Content-Type", "application/sdp")],
+            request,
+            200,
+            to_tag=to_tag,
+            headers=[
+                ("Contact", f"<{self.our_uri()}>"),
+                ("Allow", ALLOW),
+                ("Server", SERVER),
+                ("Content-Type", "application/sdp"),
+            ],
             body=sdp.to_bytes(),
         )
         for rr in request.headers.get_all("Record-Route"):
@@ -275,8 +279,11 @@ class CallService:
         leg.state = "early"  # answered, waiting for the ACK
         self.sip.send_response(resp)
         self._start_retransmit(leg, resp, addr)
-        self.recorder.event(contact_id, "answered", {"by": "ivr" if entry[0] == "flow" else "queue",
-                                                     "codec": audio.codec})
+        self.recorder.event(
+            contact_id,
+            "answered",
+            {"by": "ivr" if entry[0] == "flow" else "queue", "codec": audio.codec},
+        )
         call.log.info("call from %s to %s answered (%s)", caller_number, dialed, audio.codec)
 
         if entry[0] == "flow":
@@ -333,7 +340,9 @@ class CallService:
                 self._enqueue(call, action.queue, action.priority)
             elif isinstance(action, ivr.Hangup):
                 self._cancel_flow_timer(call)
-                self._hangup_leg(call, call.caller, "system", send_bye=True, outcome="completed-ivr")
+                self._hangup_leg(
+                    call, call.caller, "system", send_bye=True, outcome="completed-ivr"
+                )
 
     def _play_prompt(self, call: Call, action: ivr.Play) -> None:
         audio = self.prompt(action.text, action.voice)
@@ -370,8 +379,9 @@ class CallService:
         if call.state == "ivr" and call.flow is not None:
             self._flow_actions(call, call.flow.digit(digit, self.now()))
         else:
-            self.recorder.event(call.contact_id, "digit", {"digit": digit, "method": method,
-                                                           "state": call.state})
+            self.recorder.event(
+                call.contact_id, "digit", {"digit": digit, "method": method, "state": call.state}
+            )
 
     # -- ACD ----------------------------------------------------------------------
     def _enqueue(self, call: Call, queue: str, priority: int) -> None:
@@ -395,7 +405,9 @@ class CallService:
                 # The phone is gone: log the agent out and try the next one.
                 self._apply_later(self.router.logout(o.agent, self.now(), "unregistered"))
                 continue
-            task = self.loop.create_task(self._ring_agent(call, o, bindings[0].contact, bindings[0].source))
+            task = self.loop.create_task(
+                self._ring_agent(call, o, bindings[0].contact, bindings[0].source)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
         self._arm_router()
@@ -414,16 +426,20 @@ class CallService:
             self._router_timer = None
         deadline = self.router.get_timer()
         if deadline is not None:
+
             def fire() -> None:
                 self._router_timer = None
                 self._apply(self.router.handle_timer(self.now()))
+
             self._router_timer = self.loop.call_at(deadline, fire)
 
     def agent_phone(self, ext: str, online: bool) -> None:
         """A phone of an agent registered or went away: log the agent in or out."""
         now = self.now()
         self.recorder.agent_event(ext, "registered" if online else "unregistered")
-        offers = self.router.login(ext, now) if online else self.router.logout(ext, now, "unregistered")
+        offers = (
+            self.router.login(ext, now) if online else self.router.logout(ext, now, "unregistered")
+        )
         self._apply(offers)
 
     async def _ring_agent(self, call: Call, o: Offer, contact: str, source: Address) -> None:
@@ -432,8 +448,12 @@ class CallService:
             endpoint.close()  # the router already withdrew the offer
             return
         target = SipUri.parse(contact)
-        sdp = offer(local_ip=self.s.host, local_port=endpoint.local[1], codecs=self.s.codecs,
-                    session_id=random.randrange(1, 2**31))
+        sdp = offer(
+            local_ip=self.s.host,
+            local_port=endpoint.local[1],
+            codecs=self.s.codecs,
+            session_id=random.randrange(1, 2**31),
+        )
         h = Headers()
         h.add("Via", str(self._via(source)))
         h.add("Max-Forwards", "70")
@@ -456,7 +476,9 @@ class CallService:
         self.recorder.update(call.contact_id, agent=o.agent)
         self.recorder.event(call.contact_id, "offered", {"agent": o.agent, "queue": o.queue})
         call.log.info("offering to agent %s at %s", o.agent, contact)
-        leg.client_tx = self.sip.send_request(invite, source, lambda r: self._agent_response(call, leg, r))
+        leg.client_tx = self.sip.send_request(
+            invite, source, lambda r: self._agent_response(call, leg, r)
+        )
         timeout = self.s.queue_ring_timeout.get(o.queue, 15.0)
         call.ring_timer = self.loop.call_later(timeout, self._ring_timeout, call, leg)
 
@@ -503,7 +525,9 @@ class CallService:
         call.state = "queued"
         now = self.now()
         if leg.cancelled == "no-answer" or status == 408:
-            self.recorder.event(call.contact_id, "no_answer", {"agent": leg.agent, "status": status})
+            self.recorder.event(
+                call.contact_id, "no_answer", {"agent": leg.agent, "status": status}
+            )
             self._apply(self.router.no_answer(call.contact_id, now))
         else:
             self.recorder.event(call.contact_id, "declined", {"agent": leg.agent, "status": status})
@@ -536,8 +560,12 @@ class CallService:
         self.router.answered(call.contact_id, self.now())
         self._record_agent_changes()
         self.recorder.update(call.contact_id, answered_at=_utcnow(), agent=leg.agent)
-        self.recorder.event(call.contact_id, "connected", {"agent": leg.agent, "codec": audio.codec})
-        call.log.info("agent %s answered; bridged %s<->%s", leg.agent, call.caller.endpoint.codec, audio.codec)
+        self.recorder.event(
+            call.contact_id, "connected", {"agent": leg.agent, "codec": audio.codec}
+        )
+        call.log.info(
+            "agent %s answered; bridged %s<->%s", leg.agent, call.caller.endpoint.codec, audio.codec
+        )
 
     # -- in-dialog --------------------------------------------------------------
     def _in_dialog(self, request: Request, addr: Address) -> None:
@@ -580,9 +608,14 @@ class CallService:
     def _reinvite(self, call: Call, leg: Leg, request: Request, addr: Address) -> None:
         try:
             remote = SessionDescription.parse(request.body)
-            sdp, audio = answer(remote, local_ip=self.s.host, local_port=leg.endpoint.local[1],
-                                codecs=self.s.codecs, session_id=leg.sdp_session,
-                                session_version=leg.sdp_version + 1)
+            sdp, audio = answer(
+                remote,
+                local_ip=self.s.host,
+                local_port=leg.endpoint.local[1],
+                codecs=self.s.codecs,
+                session_id=leg.sdp_session,
+                session_version=leg.sdp_version + 1,
+            )
         except NotAcceptable as exc:
             self._respond(request, 488, str(exc)[:120] or None)
             return
@@ -591,9 +624,12 @@ class CallService:
             return
         leg.sdp_version += 1
         leg.endpoint.configure(audio)
-        resp = make_response(request, 200, headers=[("Contact", f"<{self.our_uri()}>"),
-                                                    ("Content-Type", "application/sdp")],
-                             body=sdp.to_bytes())
+        resp = make_response(
+            request,
+            200,
+            headers=[("Contact", f"<{self.our_uri()}>"), ("Content-Type", "application/sdp")],
+            body=sdp.to_bytes(),
+        )
         self.sip.send_response(resp)
         if leg.role == "uas":
             self._start_retransmit(leg, resp, addr)
@@ -608,7 +644,9 @@ class CallService:
         if hold:
             leg.hold_started = now
             call.holds += 1
-            self.recorder.event(call.contact_id, "hold", {"by": "caller" if leg.role == "uas" else "agent"})
+            self.recorder.event(
+                call.contact_id, "hold", {"by": "caller" if leg.role == "uas" else "agent"}
+            )
             if other is not None and call.state == "bridged":
                 leg.endpoint.unbridge()
                 self.clock.play(other.endpoint, [self.moh], loop=True)
@@ -616,11 +654,15 @@ class CallService:
             if leg.hold_started is not None:
                 call.hold_seconds += now - leg.hold_started
                 leg.hold_started = None
-            self.recorder.event(call.contact_id, "resume", {"by": "caller" if leg.role == "uas" else "agent"})
+            self.recorder.event(
+                call.contact_id, "resume", {"by": "caller" if leg.role == "uas" else "agent"}
+            )
             if other is not None and call.state == "bridged":
                 self.clock.stop(other.endpoint)
                 leg.endpoint.bridge(other.endpoint)
-        self.recorder.update(call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3))
+        self.recorder.update(
+            call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3)
+        )
 
     # -- ending -------------------------------------------------------------------
     def _send_bye(self, leg: Leg) -> None:
@@ -638,7 +680,9 @@ class CallService:
         leg.endpoint.close()
         self._legs.pop(leg.call_id, None)
 
-    def _hangup_leg(self, call: Call, leg: Leg, who: str, *, send_bye: bool, outcome: str | None = None) -> None:
+    def _hangup_leg(
+        self, call: Call, leg: Leg, who: str, *, send_bye: bool, outcome: str | None = None
+    ) -> None:
         """One side is gone: take down the other and close the contact."""
         if leg.state == "terminated" and not send_bye:
             return
@@ -684,7 +728,9 @@ class CallService:
             self._release_leg(leg)
         if previous == "bridged" and agent_leg is not None and agent_leg.agent is not None:
             self._apply(self.router.hangup(agent_leg.agent, now))
-        self.recorder.update(call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3))
+        self.recorder.update(
+            call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3)
+        )
         self.recorder.close_contact(call.contact_id, outcome=outcome, disconnect_reason=who)
         call.log.info("ended: %s (%s hung up)", outcome, who)
         self.calls.pop(call.contact_id, None)
@@ -696,10 +742,12 @@ class CallService:
             self._reg_timer = None
         deadline = self.reg.location.get_timer()
         if deadline is not None:
+
             def fire() -> None:
                 self._reg_timer = None
                 self.reg.expire(self.now())
                 self._arm_registrations()
+
             self._reg_timer = self.loop.call_at(deadline + 0.001, fire)
 
     async def close(self) -> None:
@@ -718,4 +766,3 @@ class CallService:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-

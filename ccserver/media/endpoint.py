@@ -134,11 +134,15 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             self.on_dtmf(digit)
 
     # -- sending ------------------------------------------------------------
-    def send_forwarded(self, data: bytes, table: bytes | None, payload_type: int | None = None) -> None:
+    def send_forwarded(
+        self, data: bytes, table: bytes | None, payload_type: int | None = None
+    ) -> None:
         if self.remote is None or self.transport is None:
             return
         out = self.sender.forward(
-            data, payload_type=self.payload_type if payload_type is None else payload_type, translate=table
+            data,
+            payload_type=self.payload_type if payload_type is None else payload_type,
+            translate=table,
         )
         self.transport.sendto(out, self.remote)
         self.packets_out += 1

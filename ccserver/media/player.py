@@ -54,7 +54,9 @@ class EncodedAudio:
 class Playback:
     """A playing item on one leg; `done` resolves True when it played out, False if stopped."""
 
-    def __init__(self, endpoint: RtpEndpoint, items: Sequence[EncodedAudio], loop_forever: bool) -> None:
+    def __init__(
+        self, endpoint: RtpEndpoint, items: Sequence[EncodedAudio], loop_forever: bool
+    ) -> None:
         self.endpoint = endpoint
         self._items = list(items)
         self._loop_forever = loop_forever
@@ -92,7 +94,9 @@ class MediaClock:
         self._handle: asyncio.TimerHandle | None = None
         self._next = 0.0
 
-    def play(self, endpoint: RtpEndpoint, items: Sequence[EncodedAudio], *, loop: bool = False) -> Playback:
+    def play(
+        self, endpoint: RtpEndpoint, items: Sequence[EncodedAudio], *, loop: bool = False
+    ) -> Playback:
         """Start playing on a leg, replacing whatever it played before."""
         self.stop(endpoint)
         pb = Playback(endpoint, items, loop)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from acd.router import AVAILABLE, NOT_READY, ON_CALL, RESERVED, WRAP_UP, AcdError, Offer, QueueSpec, Router
+from acd.router import (
+    AVAILABLE,
+    NOT_READY,
+    ON_CALL,
+    RESERVED,
+    WRAP_UP,
+    AcdError,
+    Offer,
+    QueueSpec,
+    Router,
+)
 
 
 def router(wrap: float = 5.0) -> Router:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import pytest
 
 from ccserver.config import load_config
@@ -96,7 +98,7 @@ def test_missing_node_ends_call() -> None:
     class F:
         start = "a"
         language = "en"
-        nodes = {"a": N()}
+        nodes: ClassVar[dict[str, N]] = {"a": N()}
 
     run = FlowRun(F(), "f")
     run.start(0.0)
