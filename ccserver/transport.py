@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Protocol
+from typing import Protocol, cast
 
 from ccserver.sip.errors import RemoteProtocolError
 from ccserver.sip.headers import Headers
@@ -60,8 +60,7 @@ class UdpSip(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         addr = (addr[0], addr[1])
@@ -99,8 +98,7 @@ class TcpSip(asyncio.Protocol):
         self.peer: Address = ("", 0)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)
         host, port = transport.get_extra_info("peername")[:2]
         self.peer = (host, port)
         self._registry.add(self)
@@ -168,12 +166,12 @@ class SipTransports:
     async def start(self, host: str, port: int, transports: list[str]) -> None:
         loop = asyncio.get_running_loop()
         if "udp" in transports:
-            _, proto = await loop.create_datagram_endpoint(
+            transport, proto = await loop.create_datagram_endpoint(
                 lambda: UdpSip(self._sink), local_addr=(host, port)
             )
+            proto.transport = transport  # uvloop may call connection_made later
             self.udp = proto
-            assert proto.transport is not None
-            port = proto.transport.get_extra_info("sockname")[1]
+            port = transport.get_extra_info("sockname")[1]
         if "tcp" in transports:
             factory: Callable[[], TcpSip] = lambda: TcpSip(self._sink, self.tcp)  # noqa: E731
             self._tcp_server = await loop.create_server(factory, host, port)

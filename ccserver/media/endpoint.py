@@ -16,6 +16,7 @@ import logging
 import random
 import socket
 from collections.abc import Callable
+from typing import cast
 
 from ccserver.media.dtmf import DtmfReceiver
 from ccserver.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
@@ -83,8 +84,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     # -- asyncio ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.DatagramTransport)
-        self.transport = transport
+        self.transport = cast(asyncio.DatagramTransport, transport)
         self.local = transport.get_extra_info("sockname")[:2]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -193,6 +193,9 @@ class RtpPorts:
                 raise
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
             sock.setblocking(False)
-            _, proto = await loop.create_datagram_endpoint(lambda: RtpEndpoint(label), sock=sock)
+            transport, proto = await loop.create_datagram_endpoint(
+                lambda: RtpEndpoint(label), sock=sock
+            )
+            proto.connection_made(transport)  # idempotent; uvloop may call it later
             return proto
         raise OSError(errno.EADDRINUSE, f"no free RTP port in {self.low}-{self.high}")
