@@ -1,0 +1,53 @@
+"""Configuration: a directory of TOML files loaded into one immutable :class:`Config`."""
+
+from ccserver.config.loader import (
+    ConfigError,
+    ConfigErrors,
+    apply_overrides,
+    default_config_dir,
+    load_config,
+    shipped_config_dir,
+)
+from ccserver.config.schema import (
+    Config,
+    DatabaseConfig,
+    Did,
+    Extension,
+    Flow,
+    HangupNode,
+    MediaConfig,
+    MenuNode,
+    Node,
+    PlayNode,
+    Queue,
+    QueueNode,
+    ServerConfig,
+    StateConfig,
+    Trunk,
+    TtsConfig,
+)
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "ConfigErrors",
+    "DatabaseConfig",
+    "Did",
+    "Extension",
+    "Flow",
+    "HangupNode",
+    "MediaConfig",
+    "MenuNode",
+    "Node",
+    "PlayNode",
+    "Queue",
+    "QueueNode",
+    "ServerConfig",
+    "StateConfig",
+    "Trunk",
+    "TtsConfig",
+    "apply_overrides",
+    "default_config_dir",
+    "load_config",
+    "shipped_config_dir",
+]
