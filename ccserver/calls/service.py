@@ -28,7 +28,7 @@ from ccserver.media.endpoint import RtpPorts
 from ccserver.media.player import EncodedAudio, MediaClock
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
 from ccserver.registration import Registrations
-from ccserver.sip.dialog import Dialog, InviteRetransmitter, make_cancel
+from ccserver.sip.dialog import Dialog, InviteRetransmitter, make_cancel, make_dialog_response
 from ccserver.sip.headers import Headers
 from ccserver.sip.message import Request, Response, make_response, new_branch, new_call_id, new_tag
 from ccserver.sip.transaction import ServerTransaction
@@ -260,21 +260,14 @@ class CallService:
         endpoint.on_dtmf = lambda d: self._on_digit(call, d, "rfc4733")
 
         # Answer at once: the IVR talks to the caller (RFC 3261 §13.3.1.4).
-        to_tag = new_tag()
-        resp = make_response(
+        resp = make_dialog_response(
             request,
             200,
-            to_tag=to_tag,
-            headers=[
-                ("Contact", f"<{self.our_uri()}>"),
-                ("Allow", ALLOW),
-                ("Server", SERVER),
-                ("Content-Type", "application/sdp"),
-            ],
+            to_tag=new_tag(),
+            contact=self.our_uri(),
+            headers=[("Allow", ALLOW), ("Server", SERVER), ("Content-Type", "application/sdp")],
             body=sdp.to_bytes(),
         )
-        for rr in request.headers.get_all("Record-Route"):
-            resp.headers.add("Record-Route", rr)
         leg.dialog = Dialog.from_uas(request, resp, self.our_uri())
         leg.state = "early"  # answered, waiting for the ACK
         self.sip.send_response(resp)
@@ -294,8 +287,8 @@ class CallService:
             self._enqueue(call, entry[1], 0)
 
     def _start_retransmit(self, leg: Leg, resp: Response, addr: Address) -> None:
-        if self.sip.transports.is_reliable(addr):
-            return  # RFC 3261 §13.3.1.4: only over unreliable transports
+        # RFC 3261 §13.3.1.4: the 2xx is retransmitted until the ACK even over
+        # a reliable transport, since hops further on may be unreliable.
         leg.retransmitter = InviteRetransmitter(resp, addr, self.now())
         self._arm_retransmit(leg)
 
