@@ -113,7 +113,9 @@ class Node:
             if self.calls is not None and ext in agents:
                 self.calls.agent_phone(ext, online)
 
-        registrations = Registrations(cfg.server.realm, passwords, phone_changed)
+        registrations = Registrations(
+            cfg.server.realm, passwords, phone_changed, algorithms=cfg.server.digest_algorithms
+        )
         ports = RtpPorts(cfg.server.bind, cfg.server.rtp_port_min, cfg.server.rtp_port_max)
         self.calls = CallService(
             settings, registrations, router, ports, self.clock, self.recorder, self.prompt, moh

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from ccserver.sip.digest import DigestAuthenticator, NonceManager
 from ccserver.sip.errors import RemoteProtocolError
@@ -34,6 +34,15 @@ def auth_response(
     return make_response(request, status, headers=[(header, c) for c in challenges])
 
 
+def aor_of(ext: str) -> str:
+    """Extensions are the AORs; one fixed domain so any host spelling finds them."""
+    return f"sip:{ext}@ccserver"
+
+
+def ext_of(aor: str) -> str:
+    return aor.partition(":")[2].partition("@")[0]
+
+
 class Registrations:
     """Registrar of the node: who is reachable where."""
 
@@ -43,12 +52,13 @@ class Registrations:
         passwords: Mapping[str, str],
         on_change: Callable[[str, bool], None],
         *,
+        algorithms: Sequence[str] = ("MD5", "SHA-256"),
         secret: bytes | None = None,
     ) -> None:
         self.realm = realm
         self._passwords = passwords
         self.nonces = NonceManager(secret or secrets.token_bytes(32))
-        self.auth = DigestAuthenticator(realm, self.nonces, passwords.get)
+        self.auth = DigestAuthenticator(realm, self.nonces, passwords.get, algorithms=algorithms)
         self.location = LocationService()
         self._on_change = on_change
 
@@ -77,12 +87,12 @@ class Registrations:
         if user != aor:
             # Credentials of one extension must not register another.
             return make_response(request, 403, "Wrong User For This AOR")
-        before = bool(self.location.lookup(aor, now))
+        before = bool(self.location.lookup(aor_of(aor), now))
         try:
             contacts, wildcard = self._contacts(request)
             cseq, _ = request.cseq
             bindings = self.location.register(
-                aor,
+                aor_of(aor),
                 contacts,
                 wildcard=wildcard,
                 header_expires=request.expires,
@@ -133,9 +143,9 @@ class Registrations:
         gone = self.location.remove_expired(now)
         for aor in {b.aor for b in gone}:
             if not self.location.lookup(aor, now):
-                log.info("extension %s registration expired", aor)
-                self._on_change(aor, False)
+                log.info("extension %s registration expired", ext_of(aor))
+                self._on_change(ext_of(aor), False)
         return gone
 
-    def lookup(self, aor: str, now: float) -> list[Binding]:
-        return self.location.lookup(aor, now)
+    def lookup(self, ext: str, now: float) -> list[Binding]:
+        return self.location.lookup(aor_of(ext), now)

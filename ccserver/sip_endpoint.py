@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from ccserver.sip.headers import Headers
-from ccserver.sip.message import Message, Request, Response
+from ccserver.sip.message import Message, Request, Response, new_tag
 from ccserver.sip.transaction import (
     CancelReceived,
     ClientTransaction,
@@ -23,6 +23,7 @@ from ccserver.sip.transaction import (
     TransactionLayer,
     TransactionTimeout,
 )
+from ccserver.sip.uri import Via
 from ccserver.transport import Address, SipTransports
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,27 @@ class RequestHandler(Protocol):
     def on_cancel(self, invite: ServerTransaction, cancel: Request) -> None: ...
     def on_stray_response(self, response: Response) -> None: ...
     def on_server_timeout(self, tx: ServerTransaction) -> None: ...
+
+
+def mark_received(request: Request, addr: Address) -> None:
+    """Note on the top Via where the request really came from (RFC 3261 §18.2.1,
+    RFC 3581 §4), so responses find a phone behind NAT."""
+    vias = request.headers.get_all("Via")
+    if not vias:
+        return
+    via = Via.parse(vias[0])
+    changed = False
+    if via.host != addr[0]:
+        via.params["received"] = addr[0]
+        changed = True
+    if "rport" in via.params:
+        via.params["rport"] = str(addr[1])
+        changed = True
+    if changed:
+        rest = vias[1:]
+        request.headers.set("Via", str(via))
+        for v in rest:
+            request.headers.add("Via", v)
 
 
 def timeout_response(request: Request) -> Response:
@@ -79,6 +101,8 @@ class SipEndpoint:
 
     # -- transport side -------------------------------------------------
     def message_received(self, message: Message, addr: Address, *, reliable: bool) -> None:
+        if isinstance(message, Request):
+            mark_received(message, addr)
         self.layer.receive(message, addr, self.now(), reliable=reliable)
         self._pump()
 
@@ -94,6 +118,11 @@ class SipEndpoint:
         return tx
 
     def send_response(self, response: Response) -> None:
+        if response.status > 100 and "tag=" not in (response.headers.get("To") or ""):
+            # RFC 3261 §8.2.6.2: every response but 100 carries a To tag.
+            to = response.to
+            to.params["tag"] = new_tag()
+            response.headers.set("To", str(to))
         self.layer.send_response(response, self.now())
         self._pump()
 

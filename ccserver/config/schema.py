@@ -169,6 +169,12 @@ class ServerConfig(_Model):
     data_dir: Text = "data"
     """Relative paths are taken from the working directory; see :attr:`Config.data_dir`."""
     realm: Text = "ccserver"
+    digest_algorithms: tuple[Literal["MD5", "SHA-256"], ...] = Field(
+        default=("MD5",), strict=False, min_length=1
+    )
+    """Challenges offered, most preferred first (RFC 8760 §2.4). MD5 alone by
+    default: baresip 1.0 refuses a 401 that carries any SHA-256 challenge and
+    SIPp 3.6 answers only the first; enable SHA-256 where every phone has it."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     @field_validator("log_level", mode="before")

@@ -59,6 +59,7 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.packets_out = 0
         self.audio_in = 0
         self.closed = False
+        self.may_send = True
 
     # -- setup ------------------------------------------------------------
     def configure(self, audio: NegotiatedAudio) -> None:
@@ -68,7 +69,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.payload_type = audio.payload_type
         self.dtmf_pt = audio.dtmf_payload_type
         self.sender.payload_type = audio.payload_type
-        if not self._latched:
+        # Hold (RFC 3264 §8.4): sendonly/inactive from them, or the legacy
+        # c=0.0.0.0, means we must not send.
+        self.may_send = audio.may_send and audio.remote_addr[0] not in ("0.0.0.0", "::")
+        if not self._latched and self.may_send:
             self.remote = audio.remote_addr if audio.remote_addr[1] else None
         if self.peer is not None:
             self.bridge(self.peer)
@@ -148,13 +152,13 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.packets_out += 1
 
     def send_audio(self, payload: bytes, samples: int, marker: bool = False) -> None:
-        if self.remote is None or self.transport is None:
+        if self.remote is None or self.transport is None or not self.may_send:
             return
         self.transport.sendto(self.sender.packet(payload, samples, marker=marker), self.remote)
         self.packets_out += 1
 
     def send_raw(self, packet: bytes) -> None:
-        if self.remote is not None and self.transport is not None:
+        if self.remote is not None and self.transport is not None and self.may_send:
             self.transport.sendto(packet, self.remote)
             self.packets_out += 1
 
