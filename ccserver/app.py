@@ -114,7 +114,11 @@ class Node:
                 self.calls.agent_phone(ext, online)
 
         registrations = Registrations(
-            cfg.server.realm, passwords, phone_changed, algorithms=cfg.server.digest_algorithms
+            cfg.server.realm,
+            passwords,
+            phone_changed,
+            algorithms=cfg.server.digest_algorithms,
+            max_contacts={num: ext.max_contacts for num, ext in cfg.extensions.items()},
         )
         ports = RtpPorts(cfg.server.bind, cfg.server.rtp_port_min, cfg.server.rtp_port_max)
         self.calls = CallService(

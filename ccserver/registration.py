@@ -52,9 +52,11 @@ class Registrations:
         passwords: Mapping[str, str],
         on_change: Callable[[str, bool], None],
         *,
-        algorithms: Sequence[str] = ("MD5", "SHA-256"),
+        algorithms: Sequence[str] = ("MD5",),
+        max_contacts: Mapping[str, int] | None = None,
         secret: bytes | None = None,
     ) -> None:
+        self._max_contacts = dict(max_contacts or {})
         self.realm = realm
         self._passwords = passwords
         self.nonces = NonceManager(secret or secrets.token_bytes(32))
@@ -101,6 +103,7 @@ class Registrations:
                 source=addr,
                 transport=transport,
                 now=now,
+                max_contacts=self._max_contacts.get(aor),
             )
         except RegistrarError as exc:
             extra: list[tuple[str, str]] = []

@@ -249,6 +249,7 @@ class LocationService:
         transport: str,
         now: float,
         removed: list[Binding] | None = None,
+        max_contacts: int | None = None,
     ) -> list[Binding]:
         """Apply one REGISTER; returns the AOR's bindings for the 200 OK's Contacts.
 
@@ -318,13 +319,14 @@ class LocationService:
                     registered_at=now,
                 )
 
-        if len(add) > self.max_contacts:
+        limit = self.max_contacts if max_contacts is None else max_contacts
+        if len(add) > limit:
             raise RegistrarError(403, "Too Many Contacts")
         kept = {k: b for k, b in current.items() if k not in drop and k not in add}
         gone = [b for k, b in drop.items() if k not in add]
         # Expired bindings not yet collected do not count; remove_expired reports them.
         live = [(k, b) for k, b in kept.items() if b.expires_at > now]
-        overflow = len(live) + len(add) - self.max_contacts
+        overflow = len(live) + len(add) - limit
         if overflow > 0:
             for k, b in sorted(live, key=lambda item: item[1].registered_at)[:overflow]:
                 del kept[k]
