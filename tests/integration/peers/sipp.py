@@ -312,8 +312,10 @@ class SippProcess:
         trace_msg: bool = True,
         default_behaviors: str | None = None,
         extra_args: Sequence[str] = (),
+        local_ip: str = LOOPBACK,
     ) -> None:
         self.scenario = scenario
+        self.local_ip = local_ip
         self.builtin = builtin
         self.ooc_scenario = ooc_scenario
         scenario_label = str(scenario) if builtin else Path(scenario).stem
@@ -364,7 +366,7 @@ class SippProcess:
     @property
     def contact(self) -> str:
         """``host:port`` where this SIPp receives SIP."""
-        return f"{LOOPBACK}:{self.local_port}"
+        return f"{self.local_ip}:{self.local_port}"
 
     # -- command line --------------------------------------------------------
 
@@ -395,9 +397,9 @@ class SippProcess:
             cmd += ["-oocsf", str(self.ooc_scenario)]
         cmd += [
             "-nostdin",
-            "-i", LOOPBACK,
+            "-i", self.local_ip,
             "-p", str(self.local_port),
-            "-mi", LOOPBACK,
+            "-mi", self.local_ip,
             "-mp", str(self.media_port),
             # The control socket (-cp) binds 0.0.0.0:8888 or the next free port by default.
             "-ci", LOOPBACK,
@@ -551,6 +553,7 @@ class SippProcess:
         wait_bye: bool = False,
         timeout: float = 30.0,
         name: str | None = None,
+        local_ip: str = LOOPBACK,
     ) -> SippProcess:
         """A caller dialling ``service`` at ``target`` (caller_dtmf.xml or caller_wait_bye.xml).
 
@@ -573,6 +576,7 @@ class SippProcess:
             keys={"caller": caller_id},
             variables=variables,
             timeout=timeout,
+            local_ip=local_ip,
         )
 
     @classmethod
