@@ -119,6 +119,7 @@ class Node:
             phone_changed,
             algorithms=cfg.server.digest_algorithms,
             max_contacts={num: ext.max_contacts for num, ext in cfg.extensions.items()},
+            min_expires=cfg.server.registration_min_expires,
         )
         ports = RtpPorts(cfg.server.bind, cfg.server.rtp_port_min, cfg.server.rtp_port_max)
         self.calls = CallService(

@@ -54,6 +54,7 @@ class Registrations:
         *,
         algorithms: Sequence[str] = ("MD5",),
         max_contacts: Mapping[str, int] | None = None,
+        min_expires: int = 60,
         secret: bytes | None = None,
     ) -> None:
         self._max_contacts = dict(max_contacts or {})
@@ -61,7 +62,7 @@ class Registrations:
         self._passwords = passwords
         self.nonces = NonceManager(secret or secrets.token_bytes(32))
         self.auth = DigestAuthenticator(realm, self.nonces, passwords.get, algorithms=algorithms)
-        self.location = LocationService()
+        self.location = LocationService(min_expires=min_expires)
         self._on_change = on_change
 
     def authenticate(
@@ -81,8 +82,9 @@ class Registrations:
 
     def register(self, request: Request, addr: Address, transport: str, now: float) -> Response:
         aor = request.to.uri.user or ""
-        if aor not in self._passwords:
-            return make_response(request, 404, "Unknown Extension")
+        # Challenge before saying whether the extension exists, so the
+        # registrar cannot be used to list extensions: an unknown one ends
+        # in 403 like a wrong password.
         user, refusal = self.authenticate(request, now, proxy=False)
         if refusal is not None:
             return refusal

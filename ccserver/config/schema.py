@@ -175,6 +175,8 @@ class ServerConfig(_Model):
     """Challenges offered, most preferred first (RFC 8760 §2.4). MD5 alone by
     default: baresip 1.0 refuses a 401 that carries any SHA-256 challenge and
     SIPp 3.6 answers only the first; enable SHA-256 where every phone has it."""
+    registration_min_expires: int = Field(default=60, ge=1, le=3600)
+    """Shortest registration accepted; shorter ones get 423 (RFC 3261 §10.3)."""
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
 
     @field_validator("log_level", mode="before")

@@ -133,12 +133,18 @@ async def test_register_challenge_bind_unbind(server: ServerProcess) -> None:
 
 
 async def test_register_refusals(server: ServerProcess) -> None:
-    """404 for an extension that does not exist; 403 for another extension's valid
-    credentials; 423 with Min-Expires for an interval below the registrar's 60 s."""
+    """An extension that does not exist is challenged like any other and then
+    refused with 403, so the registrar does not reveal which extensions exist;
+    403 for another extension's valid credentials; 423 with Min-Expires for an
+    interval below the registrar's 60 s."""
     async with udp_peer() as peer:
         stranger = Phone(peer, server, "1999")
-        resp = await stranger.send(stranger.register(300))
-        assert (resp.status, resp.reason) == (404, "Unknown Extension")
+        asked = await stranger.challenge()
+        assert asked.status == 401
+        resp = await stranger.send(
+            stranger.register(300, stranger.credentials(asked, "guessed-password"))
+        )
+        assert resp.status == 403, f"{resp.status} {resp.reason}"
 
         phone = Phone(peer, server, "1001")
         challenge = await phone.challenge()
@@ -222,4 +228,30 @@ async def test_sipp_361_cannot_answer_sha256_first(
         with pytest.raises(SippError, match="MD5 or AKAv1-MD5"):
             await sipp.wait()
     assert not any(m.header("Authorization") for m in sipp.messages() if m.sent)
+    await assert_serving(server)
+
+
+def short_registrations(config: Path) -> None:
+    """A config edit for `start_server`: accept registrations of one second."""
+    toml = config / "ccserver.toml"
+    text = toml.read_text().replace("[server]\n", "[server]\nregistration_min_expires = 1\n", 1)
+    toml.write_text(text)
+
+
+async def test_registration_expires_and_logs_the_agent_out(
+    start_server: Callable[..., object],
+) -> None:
+    """A phone that stops refreshing is dropped when its registration runs out,
+    and its agent is logged out (no call is offered to a dead phone)."""
+    server = await start_server(short_registrations)  # type: ignore[misc]
+    assert isinstance(server, ServerProcess)
+    async with udp_peer() as peer:
+        phone = Phone(peer, server, "1003")
+        challenge = await phone.challenge(2)
+        ok = await phone.send(phone.register(2, phone.credentials(challenge, "agent1003pw")))
+        assert ok.status == 200, f"{ok.status} {ok.reason}"
+        assert ok.contacts[0].params["expires"] in ("1", "2")
+    await server.wait_log(r"extension 1003 registration expired", timeout=6)
+    states = await wait_agent_state(server, "1003", "logged-out")
+    assert states == ["registered", "available", "unregistered", "logged-out"], states
     await assert_serving(server)
