@@ -370,7 +370,16 @@ class CallService:
     def _on_digit(self, call: Call, digit: str, method: str) -> None:
         call.log.info("digit %s (%s)", digit, method)
         if call.state == "ivr" and call.flow is not None:
-            self._flow_actions(call, call.flow.digit(digit, self.now()))
+            # The flow knows the key, not how it came: the timeline's digit
+            # entry says which (RFC 4733 event or SIP INFO), as it does outside
+            # the IVR.
+            actions = [
+                ivr.Step(a.type, {**a.data, "method": method})
+                if isinstance(a, ivr.Step) and a.type == "digit"
+                else a
+                for a in call.flow.digit(digit, self.now())
+            ]
+            self._flow_actions(call, actions)
         else:
             self.recorder.event(
                 call.contact_id, "digit", {"digit": digit, "method": method, "state": call.state}

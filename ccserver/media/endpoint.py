@@ -141,7 +141,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     def send_forwarded(
         self, data: bytes, table: bytes | None, payload_type: int | None = None
     ) -> None:
-        if self.remote is None or self.transport is None:
+        # Relayed media obeys the same direction as played media: a leg that
+        # holds (sendonly/inactive) is sent nothing (RFC 3264 §6.1, §8.4).
+        if self.remote is None or self.transport is None or not self.may_send:
             return
         out = self.sender.forward(
             data,

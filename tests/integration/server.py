@@ -8,37 +8,17 @@ import re
 import shutil
 import signal
 import sys
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session, selectinload
 
 from ccserver.config import default_config_dir
 from ccserver.storage.models import AgentEvent, Contact
+from tests.integration.peers import wait_for
 
 CCSERVER = str(Path(sys.executable).with_name("ccserver"))
-
-
-async def wait_until(
-    predicate: Callable[[], Any | Awaitable[Any]],
-    timeout: float,
-    interval: float = 0.05,
-    what: str = "",
-) -> Any:
-    """Poll an outside process's state (a database row, a file) until it holds, or fail."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout} s waiting for {what or predicate}")
-        await asyncio.sleep(interval)
 
 
 def copy_config(dest: Path, edit: Callable[[Path], None] | None = None) -> Path:
@@ -202,5 +182,5 @@ class ServerProcess:
                 return None  # table not created yet
             return rows if len(rows) >= n else None
 
-        result: list[Contact] = await wait_until(closed, timeout, what=f"{n} closed contact(s)")
+        result: list[Contact] = await wait_for(closed, timeout, f"{n} closed contact(s)")
         return result
