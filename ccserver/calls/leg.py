@@ -43,7 +43,11 @@ class Leg:
     state: str = "init"  # init | early | confirmed | terminated
     on_hold: bool = False
     hold_started: float | None = None
-    cancelled: str | None = None  # why we CANCELled this outgoing leg
+    cancelled: str | None = None  # why we CANCELled (or will CANCEL) this outgoing leg
+    cancel_pending: bool = False  # waiting for a provisional response first (RFC 3261 §9.1)
+    provisional: bool = False  # a 1xx arrived
+    released: bool = False  # the router was already told this offer is over
+    pending_offer: SessionDescription | None = None  # our offer in a 2xx, answered by the ACK
     ringing: bool = False
     agent: str | None = None
 

@@ -155,11 +155,22 @@ class CallService:
         found = self._legs.get(request.call_id)
         if found is None:
             return
-        _, leg = found
-        if leg.role == "uas" and leg.dialog is not None and leg.dialog.matches(request):
+        call, leg = found
+        if leg.dialog is not None and leg.dialog.matches(request):
             leg.stop_retransmit()
             if leg.state == "early":
                 leg.state = "confirmed"
+            if leg.pending_offer is not None and request.body:
+                # We offered in the 2xx of an SDP-less re-INVITE; the ACK answers
+                # (RFC 3264 §4, RFC 3261 §13.2.1).
+                offer_sent, leg.pending_offer = leg.pending_offer, None
+                try:
+                    audio = negotiate_answer(offer_sent, SessionDescription.parse(request.body))
+                except ValueError as exc:
+                    call.log.warning("unusable SDP answer in ACK: %s", exc)
+                    return
+                leg.endpoint.configure(audio)
+                self._set_hold(call, leg, audio.on_hold)
 
     def on_cancel(self, invite: ServerTransaction, cancel: Request) -> None:
         found = self._legs.get(cancel.call_id)
@@ -274,10 +285,10 @@ class CallService:
         self._start_retransmit(leg, resp, addr)
         self.recorder.event(
             contact_id,
-            "answered",
+            "accepted",
             {"by": "ivr" if entry[0] == "flow" else "queue", "codec": audio.codec},
         )
-        call.log.info("call from %s to %s answered (%s)", caller_number, dialed, audio.codec)
+        call.log.info("call from %s to %s accepted (%s)", caller_number, dialed, audio.codec)
 
         if entry[0] == "flow":
             run = ivr.FlowRun(self.s.flows[entry[1]], entry[1])
@@ -490,15 +501,36 @@ class CallService:
             return
         call.log.info("agent %s did not answer", leg.agent)
         self._cancel_leg(leg, "no-answer")
+        if not leg.provisional:
+            # Not even a 100 Trying: the phone is unreachable. Re-route now
+            # instead of waiting 32 s for Timer B; the leg cleans up later.
+            leg.released = True
+            if call.agent_leg is leg:
+                call.agent_leg = None
+            call.state = "queued"
+            self.recorder.event(call.contact_id, "no_answer", {"agent": leg.agent, "status": None})
+            self._apply(self.router.no_answer(call.contact_id, self.now()))
 
     def _cancel_leg(self, leg: Leg, why: str) -> None:
         leg.cancelled = why
-        cancel = make_cancel(leg.invite)
-        self.sip.send_request(cancel, leg.signal_addr, lambda r: None)
+        if leg.provisional:
+            self._send_cancel(leg)
+        else:
+            # RFC 3261 §9.1: no CANCEL before a provisional response; it goes
+            # out when the first 1xx arrives (or the INVITE times out).
+            leg.cancel_pending = True
+
+    def _send_cancel(self, leg: Leg) -> None:
+        leg.cancel_pending = False
+        self.sip.send_request(make_cancel(leg.invite), leg.signal_addr, lambda r: None)
 
     def _agent_response(self, call: Call, leg: Leg, resp: Response) -> None:
         status = resp.status
         if status < 200:
+            leg.provisional = True
+            if leg.cancel_pending:
+                self._send_cancel(leg)
+                return
             if status in (180, 183) and not leg.ringing:
                 leg.ringing = True
                 self.recorder.event(call.contact_id, "ringing", {"agent": leg.agent})
@@ -515,6 +547,11 @@ class CallService:
             self._agent_answered(call, leg, resp)
             return
         # Final failure: the phone refused, or our CANCEL took effect.
+        if leg.released:
+            # The router moved on already (a phone that never answered at all).
+            leg.state = "terminated"
+            self._release_leg(leg)
+            return
         if call.ring_timer is not None:
             call.ring_timer.cancel()
             call.ring_timer = None
@@ -562,9 +599,7 @@ class CallService:
         self.router.answered(call.contact_id, self.now())
         self._record_agent_changes()
         self.recorder.update(call.contact_id, answered_at=_utcnow(), agent=leg.agent)
-        self.recorder.event(
-            call.contact_id, "connected", {"agent": leg.agent, "codec": audio.codec}
-        )
+        self.recorder.event(call.contact_id, "answered", {"agent": leg.agent, "codec": audio.codec})
         call.log.info(
             "agent %s answered; bridged %s<->%s", leg.agent, call.caller.endpoint.codec, audio.codec
         )
@@ -608,6 +643,28 @@ class CallService:
         self._respond(request, 415 if request.body else 200)
 
     def _reinvite(self, call: Call, leg: Leg, request: Request, addr: Address) -> None:
+        if not request.body:
+            # A re-INVITE without an offer: we offer in the 2xx (RFC 3261
+            # §14.2); the ACK brings the answer.
+            leg.sdp_version += 1
+            ours = offer(
+                local_ip=self.s.host,
+                local_port=leg.endpoint.local[1],
+                codecs=[leg.endpoint.codec],
+                dtmf_payload_type=leg.endpoint.dtmf_pt,
+                session_id=leg.sdp_session,
+                session_version=leg.sdp_version,
+            )
+            leg.pending_offer = ours
+            resp = make_response(
+                request,
+                200,
+                headers=[("Contact", f"<{self.our_uri()}>"), ("Content-Type", "application/sdp")],
+                body=ours.to_bytes(),
+            )
+            self.sip.send_response(resp)
+            self._start_retransmit(leg, resp, addr)
+            return
         try:
             remote = SessionDescription.parse(request.body)
             sdp, audio = answer(
@@ -633,8 +690,7 @@ class CallService:
             body=sdp.to_bytes(),
         )
         self.sip.send_response(resp)
-        if leg.role == "uas":
-            self._start_retransmit(leg, resp, addr)
+        self._start_retransmit(leg, resp, addr)
         self._set_hold(call, leg, audio.on_hold)
 
     def _set_hold(self, call: Call, leg: Leg, hold: bool) -> None:
@@ -643,6 +699,9 @@ class CallService:
         leg.on_hold = hold
         now = self.now()
         other = call.caller if leg is call.agent_leg else call.agent_leg
+        call.log.info(
+            "%s %s", "caller" if leg.role == "uas" else "agent", "holds" if hold else "resumes"
+        )
         if hold:
             leg.hold_started = now
             call.holds += 1

@@ -84,7 +84,7 @@ async def test_baresip_agent_rings_answers_and_talks(
     assert sent.loud_seconds(AUDIBLE_DBOV) >= 1.5, sent
 
     (contact,) = await server.wait_contact_closed(1, timeout=10)
-    connected = at(contact, "connected")
+    connected = at(contact, "answered")
     (to_caller,) = capture.streams_to(caller.media_port)
     t0 = to_caller.first_time
     talk = [w for w in to_caller.windows if t0 + w.start >= connected + 0.3 and w.dbov > -40]
@@ -96,11 +96,11 @@ async def test_baresip_agent_rings_answers_and_talks(
     kinds = timeline(contact)
     assert kinds == [
         "arrived",
-        "answered",
+        "accepted",
         "queued",
         "offered",
         "ringing",
-        "connected",
+        "answered",
         "ended",
     ], kinds
     assert events(contact, "offered")[0].data["agent"] == "1001"

@@ -18,6 +18,7 @@ from typing import Any, Literal
 import pytest
 
 from ccserver.media.rtp import RtpPacket, is_rtcp
+from ccserver.sip.message import Request, parse_message
 from ccserver.storage.models import AgentEvent, Contact, ContactEvent
 from tests.integration.peers import wait_for
 from tests.integration.peers.capture import RtpCapture, StreamSummary, UdpDatagram, summarize
@@ -25,6 +26,8 @@ from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.ports import free_port
 from tests.integration.peers.sipp import SippProcess, scenario_path
 from tests.integration.server import ServerProcess
+from tests.integration.test_sip_bad_input import udp_peer
+from tests.integration.test_sip_registration import Phone
 
 pytestmark = pytest.mark.integration
 
@@ -238,14 +241,14 @@ async def test_ring_no_answer_moves_the_call_to_the_next_agent(
     (contact,) = await server.wait_contact_closed(1, timeout=10)
     assert timeline(contact) == [
         "arrived",
-        "answered",
+        "accepted",
         "queued",
         "offered",
         "ringing",
         "no_answer",
         "offered",
         "ringing",
-        "connected",
+        "answered",
         "ended",
     ], timeline(contact)
     offered = [e.data["agent"] for e in events(contact, "offered")]
@@ -289,7 +292,7 @@ async def test_caller_hangs_up_while_the_agent_rings(
     (contact,) = await server.wait_contact_closed(1, timeout=10)
     assert timeline(contact) == [
         "arrived",
-        "answered",
+        "accepted",
         "queued",
         "offered",
         "ringing",
@@ -338,11 +341,11 @@ async def test_caller_holds_and_resumes(start_server: StartServer, peers: Peers)
     (contact,) = await server.wait_contact_closed(1, timeout=10)
     assert timeline(contact) == [
         "arrived",
-        "answered",
+        "accepted",
         "queued",
         "offered",
         "ringing",
-        "connected",
+        "answered",
         "hold",
         "resume",
         "ended",
@@ -352,7 +355,7 @@ async def test_caller_holds_and_resumes(start_server: StartServer, peers: Peers)
     assert contact.hold_seconds is not None and 2.0 <= contact.hold_seconds <= 3.5
     assert contact.outcome == "answered"
 
-    connected, held, resumed = at(contact, "connected"), at(contact, "hold"), at(contact, "resume")
+    connected, held, resumed = at(contact, "answered"), at(contact, "hold"), at(contact, "resume")
 
     # The caller heard the agent before the hold and after it, and during the
     # hold nothing at all (it said sendonly: we answered recvonly).
@@ -409,7 +412,7 @@ async def test_caller_over_tcp(start_server: StartServer, peers: Peers, hangs_up
     assert len(ok) == 1 and ok[0].sent == (hangs_up == "agent")
 
     (contact,) = await server.wait_contact_closed(1, timeout=10)
-    assert "connected" in timeline(contact), timeline(contact)
+    assert "answered" in timeline(contact), timeline(contact)
     assert contact.outcome == "answered" and contact.agent == "1001"
     assert contact.disconnect_reason == hangs_up
     assert_clean_log(server)
@@ -487,4 +490,44 @@ async def test_agent_hangs_up_first_then_wraps_up(start_server: StartServer, pee
     took = (free.at - wrap.at).total_seconds()
     assert abs(took - wrap_up) < 0.5, took
     await agent.wait()
+    assert_clean_log(server)
+
+
+async def test_unreachable_phone_is_skipped_at_ring_timeout(
+    start_server: StartServer, peers: Peers
+) -> None:
+    """1001's registered contact never answers anything, not even 100 Trying.
+    No CANCEL may be sent before a provisional response (RFC 3261 §9.1), but the
+    caller must not wait for Timer B (32 s): at the ring timeout 1001 is made not
+    ready and the call rings 1002."""
+    server: ServerProcess = await start_server(edit=queue_timers(ring_timeout=3, wrap_up=1))
+    async with udp_peer() as dead:
+        phone = Phone(dead, server, "1001")
+        challenge = await phone.challenge()
+        ok = await phone.send(phone.register(300, phone.credentials(challenge, "agent1001pw")))
+        assert ok.status == 200
+        quick = await sipp_agent(peers, server, "1002", "answer", ring_ms=300)
+
+        caller = await flow_caller(peers, server, variables=simple_caller_vars(talk_ms=5000))
+        await caller.wait()
+        await quick.wait()
+
+        (contact,) = await server.wait_contact_closed(1, timeout=10)
+        offered = [e.data["agent"] for e in events(contact, "offered")]
+        assert offered == ["1001", "1002"], timeline(contact)
+        skipped = at(contact, "no_answer") - events(contact, "offered")[0].at.timestamp()
+        assert 2.9 <= skipped <= 4.0, skipped
+        assert contact.outcome == "answered" and contact.agent == "1002"
+        # The dead phone got INVITE retransmissions and no CANCEL.
+        got = []
+        while not dead.inbox.empty():
+            got.append(parse_message(dead.inbox.get_nowait()))
+        methods = [m.method for m in got if isinstance(m, Request)]
+        assert "INVITE" in methods and "CANCEL" not in methods, methods
+    assert states(server.agent_events("1001"))[:4] == [
+        "registered",
+        "available",
+        "reserved",
+        "not-ready",
+    ]
     assert_clean_log(server)

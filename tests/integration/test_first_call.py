@@ -60,7 +60,7 @@ async def test_caller_presses_key_waits_and_talks_to_agent(
     # The timeline tells the call's story in order.
     expected = [
         "arrived",
-        "answered",
+        "accepted",
         "node",
         "prompt",
         "prompt_played",
@@ -72,7 +72,7 @@ async def test_caller_presses_key_waits_and_talks_to_agent(
         "queued",
         "offered",
         "ringing",
-        "connected",
+        "answered",
         "ended",
     ]
     assert kinds == expected, kinds
@@ -85,7 +85,7 @@ async def test_caller_presses_key_waits_and_talks_to_agent(
     assert contact.talk_seconds is not None and contact.talk_seconds > 2.0
     assert contact.wait_seconds is not None and contact.wait_seconds < 2.0
 
-    connected = at(contact, "connected")
+    connected = at(contact, "answered")
     pressed = at(contact, "digit")
 
     # The caller heard the greeting: audio with energy before the key press.

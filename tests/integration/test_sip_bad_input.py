@@ -643,7 +643,7 @@ async def _ack_bye_one_contact(
     await server.wait_contact_closed(1)
     contacts = server.contacts()
     assert [c.sip_call_id for c in contacts] == [uac.call_id]
-    assert len([line for line in server.lines if "answered (PCMU)" in line]) == 1
+    assert len([line for line in server.lines if "accepted (PCMU)" in line]) == 1
 
 
 async def test_invite_retransmitted_before_the_answer_makes_one_call(

@@ -2,10 +2,8 @@
 
 Digest credentials are computed with `ccserver.sip.digest`'s client side from a
 raw UDP socket, and by SIPp 3.6.1 (`[authentication]`, MD5 only). Every test
-ends by proving the server still answers OPTIONS.
-
-Not tested here: a binding expiring by itself. The registrar refuses Expires
-below 60 s (423, tested below) and a minute-long wait does not fit the suite.
+ends by proving the server still answers OPTIONS. Expiry is tested with the
+registrar's minimum lowered to one second (`registration_min_expires`).
 """
 
 from __future__ import annotations
