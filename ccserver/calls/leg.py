@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ class Leg:
     provisional: bool = False  # a 1xx arrived
     released: bool = False  # the router was already told this offer is over
     pending_offer: SessionDescription | None = None  # our offer in a 2xx, answered by the ACK
+    on_confirmed: Callable[[], None] | None = None  # what to start once the ACK arrives
     ringing: bool = False
     agent: str | None = None
 

@@ -160,17 +160,21 @@ class CallService:
             leg.stop_retransmit()
             if leg.state == "early":
                 leg.state = "confirmed"
-            if leg.pending_offer is not None and request.body:
-                # We offered in the 2xx of an SDP-less re-INVITE; the ACK answers
-                # (RFC 3264 §4, RFC 3261 §13.2.1).
+            if leg.pending_offer is not None:
+                # We offered in the 2xx (late offer or an SDP-less re-INVITE);
+                # the ACK must carry the answer (RFC 3264 §4, RFC 3261 §13.2.1).
                 offer_sent, leg.pending_offer = leg.pending_offer, None
                 try:
                     audio = negotiate_answer(offer_sent, SessionDescription.parse(request.body))
                 except ValueError as exc:
-                    call.log.warning("unusable SDP answer in ACK: %s", exc)
+                    call.log.warning("no usable SDP answer in the ACK: %s", exc)
+                    self._hangup_leg(call, leg, "system", send_bye=True, outcome="failed")
                     return
                 leg.endpoint.configure(audio)
                 self._set_hold(call, leg, audio.on_hold)
+            start, leg.on_confirmed = leg.on_confirmed, None
+            if start is not None:
+                start()
 
     def on_cancel(self, invite: ServerTransaction, cancel: Request) -> None:
         found = self._legs.get(cancel.call_id)
@@ -213,14 +217,16 @@ class CallService:
         if entry is None:
             self._respond(request, 404, "Unknown Number")
             return
-        if request.content_type != "application/sdp" or not request.body:
-            self._respond(request, 488, "SDP Offer Required")
-            return
-        try:
-            remote = SessionDescription.parse(request.body)
-        except ValueError as exc:
-            self._respond(request, 400, f"Bad SDP: {exc}"[:120])
-            return
+        remote: SessionDescription | None = None  # no body: a late offer (RFC 3261 §13.2.1)
+        if request.body:
+            if request.content_type != "application/sdp":
+                self._respond(request, 415, headers=[("Accept", "application/sdp")])
+                return
+            try:
+                remote = SessionDescription.parse(request.body)
+            except ValueError as exc:
+                self._respond(request, 400, f"Bad SDP: {exc}"[:120])
+                return
         task = self.loop.create_task(self._accept(request, addr, tx, remote, dialed, entry))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -237,25 +243,37 @@ class CallService:
         request: Request,
         addr: Address,
         tx: ServerTransaction,
-        remote: SessionDescription,
+        remote: SessionDescription | None,
         dialed: str,
         entry: tuple[str, str],
     ) -> None:
         endpoint = await self.ports.open("caller")
         leg = Leg("uas", endpoint, request, addr, server_tx=tx)
-        try:
-            sdp, audio = answer(
-                remote,
+        codec = "pending"
+        if remote is None:
+            # Late offer: we offer in the 200 and the ACK carries the answer.
+            sdp = offer(
                 local_ip=self.s.host,
                 local_port=endpoint.local[1],
                 codecs=self.s.codecs,
                 session_id=leg.sdp_session,
             )
-        except NotAcceptable as exc:
-            endpoint.close()
-            self._respond(request, 488, str(exc)[:120] or None)
-            return
-        endpoint.configure(audio)
+            leg.pending_offer = sdp
+        else:
+            try:
+                sdp, audio = answer(
+                    remote,
+                    local_ip=self.s.host,
+                    local_port=endpoint.local[1],
+                    codecs=self.s.codecs,
+                    session_id=leg.sdp_session,
+                )
+            except NotAcceptable as exc:
+                endpoint.close()
+                self._respond(request, 488, str(exc)[:120] or None)
+                return
+            endpoint.configure(audio)
+            codec = audio.codec
         frm = request.from_
         caller_number = frm.uri.user or "anonymous"
         contact_id = self.recorder.open_contact(
@@ -286,10 +304,17 @@ class CallService:
         self.recorder.event(
             contact_id,
             "accepted",
-            {"by": "ivr" if entry[0] == "flow" else "queue", "codec": audio.codec},
+            {"by": "ivr" if entry[0] == "flow" else "queue", "codec": codec},
         )
-        call.log.info("call from %s to %s accepted (%s)", caller_number, dialed, audio.codec)
+        call.log.info("call from %s to %s accepted (%s)", caller_number, dialed, codec)
+        if leg.pending_offer is not None:
+            # Nothing can be played before the ACK tells us where the media goes.
+            leg.on_confirmed = lambda: self._start_entry(call, entry)
+        else:
+            self._start_entry(call, entry)
 
+    def _start_entry(self, call: Call, entry: tuple[str, str]) -> None:
+        """Start the DID's flow, or queue the caller directly."""
         if entry[0] == "flow":
             run = ivr.FlowRun(self.s.flows[entry[1]], entry[1])
             call.flow = run

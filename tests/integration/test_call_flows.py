@@ -531,3 +531,25 @@ async def test_unreachable_phone_is_skipped_at_ring_timeout(
         "not-ready",
     ]
     assert_clean_log(server)
+
+
+async def test_late_offer_caller_hears_the_greeting(
+    start_server: StartServer, peers: Peers
+) -> None:
+    """An INVITE without SDP (late offer): the platform offers in its 200 OK,
+    takes the answer from the ACK, and only then plays the greeting to the
+    address that answer names."""
+    server: ServerProcess = await start_server()
+    caller = await flow_caller(
+        peers, server, "flow_caller_late_offer.xml", service="5000",
+        variables={"listen_ms": 3000},
+    )  # fmt: skip
+    capture = await peers.capture([caller.media_port])
+    await caller.wait()
+    await capture.stop()
+    (contact,) = await server.wait_contact_closed(1, timeout=10)
+    assert timeline(contact)[:4] == ["arrived", "accepted", "node", "prompt"], timeline(contact)
+    (heard,) = capture.streams_to(caller.media_port)
+    assert heard.codecs == ["PCMA"], heard.describe()  # the codec of the ACK's answer
+    assert heard.loud_seconds(-40) >= 1.0, heard.describe()
+    assert_clean_log(server)
