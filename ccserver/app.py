@@ -20,6 +20,7 @@ from aiohttp import web
 from acd.router import QueueSpec, Router
 from ccserver.calls.service import CallService, CallSettings
 from ccserver.config import Config
+from ccserver.events import EventBus
 from ccserver.media.endpoint import RtpPorts
 from ccserver.media.player import EncodedAudio, MediaClock
 from ccserver.registration import Registrations
@@ -64,6 +65,7 @@ class Node:
         self.sip: SipEndpoint | None = None
         self.calls: CallService | None = None
         self.clock = MediaClock()
+        self.bus = EventBus()
         self._http: web.AppRunner | None = None
         self.http_port = 0
 
@@ -123,7 +125,15 @@ class Node:
         )
         ports = RtpPorts(cfg.server.bind, cfg.server.rtp_port_min, cfg.server.rtp_port_max)
         self.calls = CallService(
-            settings, registrations, router, ports, self.clock, self.recorder, self.prompt, moh
+            settings,
+            registrations,
+            router,
+            ports,
+            self.clock,
+            self.recorder,
+            self.prompt,
+            moh,
+            self.bus,
         )
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip

@@ -24,6 +24,7 @@ from typing import Any
 
 from acd.router import Offer, Router
 from ccserver.calls.leg import Address, CallLog, Leg
+from ccserver.events import EventBus
 from ccserver.media.endpoint import RtpPorts
 from ccserver.media.player import EncodedAudio, MediaClock
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
@@ -63,6 +64,7 @@ class Call:
     caller: Leg
     log: CallLog
     caller_number: str
+    dialed: str = ""
     state: str = "ivr"  # ivr | queued | ringing | bridged | ended
     flow: ivr.FlowRun | None = None
     flow_timer: asyncio.TimerHandle | None = None
@@ -87,6 +89,7 @@ class CallService:
         recorder: Any,
         prompt: Callable[[str, str], EncodedAudio | None],
         moh: EncodedAudio,
+        bus: EventBus | None = None,
     ) -> None:
         self.s = settings
         self.reg = registrations
@@ -96,6 +99,7 @@ class CallService:
         self.recorder = recorder
         self.prompt = prompt
         self.moh = moh
+        self.bus = bus or EventBus()
         self.sip: Any = None  # SipEndpoint, set by the app after construction
         self.calls: dict[str, Call] = {}  # contact id -> call
         self._legs: dict[str, tuple[Call, Leg]] = {}  # SIP Call-ID -> (call, leg)
@@ -127,6 +131,19 @@ class CallService:
         resp = make_response(request, status, reason, **kw)
         resp.headers.add("Server", SERVER)
         self.sip.send_response(resp)
+
+    def _note(self, call: Call, type: str, data: dict[str, Any] | None = None) -> None:
+        """One step of a call: into the contact's timeline and onto the event bus."""
+        data = data or {}
+        self.recorder.event(call.contact_id, type, data)
+        leg = call.agent_leg
+        self.bus.emit(
+            f"call.{type}",
+            contact_id=call.contact_id,
+            agent=data.get("agent") or (leg.agent if leg is not None else None),
+            queue=call.queue,
+            data={"caller": call.caller_number, "dialed": call.dialed, **data},
+        )
 
     # -- RequestHandler ----------------------------------------------------------
     def on_request(self, request: Request, addr: Address, tx: ServerTransaction) -> None:
@@ -283,7 +300,18 @@ class CallService:
             sip_call_id=request.call_id,
             entry_point=entry[1],
         )
-        call = Call(contact_id, leg, CallLog(log, {"call": contact_id[:8]}), caller_number)
+        call = Call(contact_id, leg, CallLog(log, {"call": contact_id[:8]}), caller_number, dialed)
+        self.bus.emit(
+            "call.arrived",
+            contact_id=contact_id,
+            data={
+                "caller": caller_number,
+                "caller_name": frm.display,
+                "dialed": dialed,
+                "entry": {"kind": entry[0], "name": entry[1]},
+                "sip_call_id": request.call_id,
+            },
+        )
         self.calls[contact_id] = call
         self._legs[request.call_id] = (call, leg)
         endpoint.on_dtmf = lambda d: self._on_digit(call, d, "rfc4733")
@@ -301,8 +329,8 @@ class CallService:
         leg.state = "early"  # answered, waiting for the ACK
         self.sip.send_response(resp)
         self._start_retransmit(leg, resp, addr)
-        self.recorder.event(
-            contact_id,
+        self._note(
+            call,
             "accepted",
             {"by": "ivr" if entry[0] == "flow" else "queue", "codec": codec},
         )
@@ -357,7 +385,7 @@ class CallService:
             if call.state == "ended":
                 return
             if isinstance(action, ivr.Step):
-                self.recorder.event(call.contact_id, action.type, action.data)
+                self._note(call, action.type, action.data)
             elif isinstance(action, ivr.Play):
                 self._play_prompt(call, action)
             elif isinstance(action, ivr.StopPrompt):
@@ -385,7 +413,7 @@ class CallService:
     def _prompt_done(self, call: Call, completed: bool) -> None:
         if not completed or call.flow is None or call.state != "ivr":
             return
-        self.recorder.event(call.contact_id, "prompt_played", {"node": call.flow.node_name})
+        self._note(call, "prompt_played", {"node": call.flow.node_name})
         self._flow_actions(call, call.flow.prompt_finished(self.now()))
 
     def _arm_flow(self, call: Call, deadline: float) -> None:
@@ -417,9 +445,7 @@ class CallService:
             ]
             self._flow_actions(call, actions)
         else:
-            self.recorder.event(
-                call.contact_id, "digit", {"digit": digit, "method": method, "state": call.state}
-            )
+            self._note(call, "digit", {"digit": digit, "method": method, "state": call.state})
 
     # -- ACD ----------------------------------------------------------------------
     def _enqueue(self, call: Call, queue: str, priority: int) -> None:
@@ -427,7 +453,7 @@ class CallService:
         call.queue = queue
         self.clock.play(call.caller.endpoint, [self.moh], loop=True)
         self.recorder.update(call.contact_id, queue=queue, enqueued_at=_utcnow())
-        self.recorder.event(call.contact_id, "queued", {"queue": queue, "priority": priority})
+        self._note(call, "queued", {"queue": queue, "priority": priority})
         call.log.info("queued in %s", queue)
         self._apply(self.router.enqueue(call.contact_id, queue, self.now(), priority))
 
@@ -457,6 +483,11 @@ class CallService:
         changes, self.router.changes = self.router.changes, []
         for ch in changes:
             self.recorder.agent_event(ch.agent, ch.new, ch.reason, {"from": ch.old})
+            self.bus.emit(
+                "agent.state",
+                agent=ch.agent,
+                data={"state": ch.new, "from": ch.old, "reason": ch.reason},
+            )
 
     def _arm_router(self) -> None:
         if self._router_timer is not None:
@@ -475,6 +506,7 @@ class CallService:
         """A phone of an agent registered or went away: log the agent in or out."""
         now = self.now()
         self.recorder.agent_event(ext, "registered" if online else "unregistered")
+        self.bus.emit("agent.phone", agent=ext, data={"registered": online})
         offers = (
             self.router.login(ext, now) if online else self.router.logout(ext, now, "unregistered")
         )
@@ -512,7 +544,7 @@ class CallService:
         call.state = "ringing"
         self._legs[invite.call_id] = (call, leg)
         self.recorder.update(call.contact_id, agent=o.agent)
-        self.recorder.event(call.contact_id, "offered", {"agent": o.agent, "queue": o.queue})
+        self._note(call, "offered", {"agent": o.agent, "queue": o.queue})
         call.log.info("offering to agent %s at %s", o.agent, contact)
         leg.client_tx = self.sip.send_request(
             invite, source, lambda r: self._agent_response(call, leg, r)
@@ -533,7 +565,7 @@ class CallService:
             if call.agent_leg is leg:
                 call.agent_leg = None
             call.state = "queued"
-            self.recorder.event(call.contact_id, "no_answer", {"agent": leg.agent, "status": None})
+            self._note(call, "no_answer", {"agent": leg.agent, "status": None})
             self._apply(self.router.no_answer(call.contact_id, self.now()))
 
     def _cancel_leg(self, leg: Leg, why: str) -> None:
@@ -558,7 +590,7 @@ class CallService:
                 return
             if status in (180, 183) and not leg.ringing:
                 leg.ringing = True
-                self.recorder.event(call.contact_id, "ringing", {"agent": leg.agent})
+                self._note(call, "ringing", {"agent": leg.agent})
             return
         if status < 300:
             leg.dialog = Dialog.from_uac(leg.invite, resp)
@@ -589,12 +621,10 @@ class CallService:
         call.state = "queued"
         now = self.now()
         if leg.cancelled == "no-answer" or status == 408:
-            self.recorder.event(
-                call.contact_id, "no_answer", {"agent": leg.agent, "status": status}
-            )
+            self._note(call, "no_answer", {"agent": leg.agent, "status": status})
             self._apply(self.router.no_answer(call.contact_id, now))
         else:
-            self.recorder.event(call.contact_id, "declined", {"agent": leg.agent, "status": status})
+            self._note(call, "declined", {"agent": leg.agent, "status": status})
             self._apply(self.router.declined(call.contact_id, now))
 
     def _send_ack(self, leg: Leg, resp: Response) -> None:
@@ -624,7 +654,7 @@ class CallService:
         self.router.answered(call.contact_id, self.now())
         self._record_agent_changes()
         self.recorder.update(call.contact_id, answered_at=_utcnow(), agent=leg.agent)
-        self.recorder.event(call.contact_id, "answered", {"agent": leg.agent, "codec": audio.codec})
+        self._note(call, "answered", {"agent": leg.agent, "codec": audio.codec})
         call.log.info(
             "agent %s answered; bridged %s<->%s", leg.agent, call.caller.endpoint.codec, audio.codec
         )
@@ -730,9 +760,7 @@ class CallService:
         if hold:
             leg.hold_started = now
             call.holds += 1
-            self.recorder.event(
-                call.contact_id, "hold", {"by": "caller" if leg.role == "uas" else "agent"}
-            )
+            self._note(call, "hold", {"by": "caller" if leg.role == "uas" else "agent"})
             if other is not None and call.state == "bridged":
                 leg.endpoint.unbridge()
                 self.clock.play(other.endpoint, [self.moh], loop=True)
@@ -740,9 +768,7 @@ class CallService:
             if leg.hold_started is not None:
                 call.hold_seconds += now - leg.hold_started
                 leg.hold_started = None
-            self.recorder.event(
-                call.contact_id, "resume", {"by": "caller" if leg.role == "uas" else "agent"}
-            )
+            self._note(call, "resume", {"by": "caller" if leg.role == "uas" else "agent"})
             if other is not None and call.state == "bridged":
                 self.clock.stop(other.endpoint)
                 leg.endpoint.bridge(other.endpoint)
@@ -803,7 +829,7 @@ class CallService:
                 self._record_agent_changes()
             if agent_leg is not None and agent_leg.state != "confirmed":
                 self._cancel_leg(agent_leg, "caller-gone")
-            self.recorder.event(call.contact_id, "abandoned", {"queue": call.queue})
+            self._note(call, "abandoned", {"queue": call.queue})
         for leg in (call.caller, agent_leg):
             if leg is None:
                 continue
@@ -818,6 +844,18 @@ class CallService:
             call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3)
         )
         self.recorder.close_contact(call.contact_id, outcome=outcome, disconnect_reason=who)
+        self.bus.emit(
+            "call.ended",
+            contact_id=call.contact_id,
+            agent=agent_leg.agent if agent_leg is not None else None,
+            queue=call.queue,
+            data={
+                "caller": call.caller_number,
+                "dialed": call.dialed,
+                "outcome": outcome,
+                "disconnect_reason": who,
+            },
+        )
         call.log.info("ended: %s (%s hung up)", outcome, who)
         self.calls.pop(call.contact_id, None)
 
