@@ -16,136 +16,24 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import random
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
 
-from acd.router import Offer, Router
+from ccserver.calls.flows import FlowSteps
 from ccserver.calls.leg import Address, CallLog, Leg
-from ccserver.events import EventBus
-from ccserver.media.endpoint import RtpPorts
-from ccserver.media.player import EncodedAudio, MediaClock
+from ccserver.calls.model import ALLOW, SERVER, Call, CallSettings
+from ccserver.calls.routing import QueueRouting
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
-from ccserver.registration import Registrations
-from ccserver.sip.dialog import Dialog, InviteRetransmitter, make_cancel, make_dialog_response
-from ccserver.sip.headers import Headers
-from ccserver.sip.message import Request, Response, make_response, new_branch, new_call_id, new_tag
+from ccserver.sip.dialog import Dialog, make_dialog_response
+from ccserver.sip.message import Request, Response, make_response, new_tag
 from ccserver.sip.transaction import ServerTransaction
-from ccserver.sip.uri import NameAddr, SipUri, Via
-from ivr import flow as ivr
+
+__all__ = ["Call", "CallService", "CallSettings"]
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO"
-SERVER = "ccserver"
 
-
-@dataclass
-class CallSettings:
-    """What the call service needs from the configuration, decoupled from its schema."""
-
-    host: str  # our address in Via, Contact and SDP
-    codecs: Sequence[str]
-    trunk_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
-    dids: dict[str, tuple[str, str]]  # number -> ("flow" | "queue", name)
-    flows: dict[str, Any]
-    queue_ring_timeout: dict[str, float]
-    extensions: set[str] = field(default_factory=set)
-    node: str = "node1"
-
-
-@dataclass(eq=False)
-class Call:
-    """One inbound contact: the caller's leg, its flow, its queue, its agent leg."""
-
-    contact_id: str
-    caller: Leg
-    log: CallLog
-    caller_number: str
-    dialed: str = ""
-    state: str = "ivr"  # ivr | queued | ringing | bridged | ended
-    flow: ivr.FlowRun | None = None
-    flow_timer: asyncio.TimerHandle | None = None
-    queue: str | None = None
-    agent_leg: Leg | None = None
-    ring_timer: asyncio.TimerHandle | None = None
-    answered: bool = False
-    holds: int = 0
-    hold_seconds: float = 0.0
-
-
-class CallService:
+class CallService(FlowSteps, QueueRouting):
     """SIP request handler of the node (see `ccserver.sip_endpoint.RequestHandler`)."""
 
-    def __init__(
-        self,
-        settings: CallSettings,
-        registrations: Registrations,
-        router: Router,
-        ports: RtpPorts,
-        clock: MediaClock,
-        recorder: Any,
-        prompt: Callable[[str, str], EncodedAudio | None],
-        moh: EncodedAudio,
-        bus: EventBus | None = None,
-    ) -> None:
-        self.s = settings
-        self.reg = registrations
-        self.router = router
-        self.ports = ports
-        self.clock = clock
-        self.recorder = recorder
-        self.prompt = prompt
-        self.moh = moh
-        self.bus = bus or EventBus()
-        self.sip: Any = None  # SipEndpoint, set by the app after construction
-        self.calls: dict[str, Call] = {}  # contact id -> call
-        self._legs: dict[str, tuple[Call, Leg]] = {}  # SIP Call-ID -> (call, leg)
-        self._router_timer: asyncio.TimerHandle | None = None
-        self._reg_timer: asyncio.TimerHandle | None = None
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self.closing = False
-
-    # -- helpers ---------------------------------------------------------------
-    @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        return asyncio.get_running_loop()
-
-    def now(self) -> float:
-        return self.loop.time()
-
-    @property
-    def port(self) -> int:
-        return int(self.sip.address[1])
-
-    def our_uri(self, user: str | None = None) -> SipUri:
-        return SipUri(user=user, host=self.s.host, port=self.port)
-
-    def _via(self, addr: Address) -> Via:
-        transport = "TCP" if self.sip.transports.is_reliable(addr) else "UDP"
-        return Via(transport, self.s.host, self.port, {"branch": new_branch(), "rport": None})
-
-    def _respond(self, request: Request, status: int, reason: str | None = None, **kw: Any) -> None:
-        resp = make_response(request, status, reason, **kw)
-        resp.headers.add("Server", SERVER)
-        self.sip.send_response(resp)
-
-    def _note(self, call: Call, type: str, data: dict[str, Any] | None = None) -> None:
-        """One step of a call: into the contact's timeline and onto the event bus."""
-        data = data or {}
-        self.recorder.event(call.contact_id, type, data)
-        leg = call.agent_leg
-        self.bus.emit(
-            f"call.{type}",
-            contact_id=call.contact_id,
-            agent=data.get("agent") or (leg.agent if leg is not None else None),
-            queue=call.queue,
-            data={"caller": call.caller_number, "dialed": call.dialed, **data},
-        )
-
-    # -- RequestHandler ----------------------------------------------------------
     def on_request(self, request: Request, addr: Address, tx: ServerTransaction) -> None:
         method = request.method
         mf = request.max_forwards
@@ -215,7 +103,6 @@ class CallService:
     def on_server_timeout(self, tx: ServerTransaction) -> None:
         pass
 
-    # -- new calls ------------------------------------------------------------
     def _new_invite(self, request: Request, addr: Address, tx: ServerTransaction) -> None:
         if self.closing:
             self._respond(request, 503, headers=[("Retry-After", "5")])
@@ -341,325 +228,6 @@ class CallService:
         else:
             self._start_entry(call, entry)
 
-    def _start_entry(self, call: Call, entry: tuple[str, str]) -> None:
-        """Start the DID's flow, or queue the caller directly."""
-        if entry[0] == "flow":
-            run = ivr.FlowRun(self.s.flows[entry[1]], entry[1])
-            call.flow = run
-            self._flow_actions(call, run.start(self.now()))
-        else:
-            self._enqueue(call, entry[1], 0)
-
-    def _start_retransmit(self, leg: Leg, resp: Response, addr: Address) -> None:
-        # RFC 3261 §13.3.1.4: the 2xx is retransmitted until the ACK even over
-        # a reliable transport, since hops further on may be unreliable.
-        leg.retransmitter = InviteRetransmitter(resp, addr, self.now())
-        self._arm_retransmit(leg)
-
-    def _arm_retransmit(self, leg: Leg) -> None:
-        rt = leg.retransmitter
-        if rt is None or rt.done:
-            return
-        deadline = rt.get_timer()
-        if deadline is None:
-            return
-
-        def fire() -> None:
-            leg.retransmit_timer = None
-            out = rt.handle_timer(self.now())
-            if out is None:
-                # No ACK for 64*T1: the dialog is dead (RFC 3261 §13.3.1.4).
-                found = self._legs.get(leg.call_id)
-                if found is not None:
-                    self._hangup_leg(found[0], leg, "system", send_bye=True)
-                return
-            for data, to in out:
-                self.sip.send_raw(data, to)
-            self._arm_retransmit(leg)
-
-        leg.retransmit_timer = self.loop.call_at(deadline, fire)
-
-    # -- IVR --------------------------------------------------------------------
-    def _flow_actions(self, call: Call, actions: list[ivr.Action]) -> None:
-        for action in actions:
-            if call.state == "ended":
-                return
-            if isinstance(action, ivr.Step):
-                self._note(call, action.type, action.data)
-            elif isinstance(action, ivr.Play):
-                self._play_prompt(call, action)
-            elif isinstance(action, ivr.StopPrompt):
-                self.clock.stop(call.caller.endpoint)
-            elif isinstance(action, ivr.Wait):
-                self._arm_flow(call, action.deadline)
-            elif isinstance(action, ivr.Enqueue):
-                self._cancel_flow_timer(call)
-                self._enqueue(call, action.queue, action.priority)
-            elif isinstance(action, ivr.Hangup):
-                self._cancel_flow_timer(call)
-                self._hangup_leg(
-                    call, call.caller, "system", send_bye=True, outcome="completed-ivr"
-                )
-
-    def _play_prompt(self, call: Call, action: ivr.Play) -> None:
-        audio = self.prompt(action.text, action.voice)
-        if audio is None:
-            call.log.warning("prompt not rendered: %r", action.text)
-            self.loop.call_soon(self._prompt_done, call, True)
-            return
-        pb = self.clock.play(call.caller.endpoint, [audio])
-        pb.done.add_done_callback(lambda f: self._prompt_done(call, f.result()))
-
-    def _prompt_done(self, call: Call, completed: bool) -> None:
-        if not completed or call.flow is None or call.state != "ivr":
-            return
-        self._note(call, "prompt_played", {"node": call.flow.node_name})
-        self._flow_actions(call, call.flow.prompt_finished(self.now()))
-
-    def _arm_flow(self, call: Call, deadline: float) -> None:
-        self._cancel_flow_timer(call)
-
-        def fire() -> None:
-            call.flow_timer = None
-            if call.flow is not None and call.state == "ivr":
-                self._flow_actions(call, call.flow.handle_timer(self.now()))
-
-        call.flow_timer = self.loop.call_at(deadline, fire)
-
-    def _cancel_flow_timer(self, call: Call) -> None:
-        if call.flow_timer is not None:
-            call.flow_timer.cancel()
-            call.flow_timer = None
-
-    def _on_digit(self, call: Call, digit: str, method: str) -> None:
-        call.log.info("digit %s (%s)", digit, method)
-        if call.state == "ivr" and call.flow is not None:
-            # The flow knows the key, not how it came: the timeline's digit
-            # entry says which (RFC 4733 event or SIP INFO), as it does outside
-            # the IVR.
-            actions = [
-                ivr.Step(a.type, {**a.data, "method": method})
-                if isinstance(a, ivr.Step) and a.type == "digit"
-                else a
-                for a in call.flow.digit(digit, self.now())
-            ]
-            self._flow_actions(call, actions)
-        else:
-            self._note(call, "digit", {"digit": digit, "method": method, "state": call.state})
-
-    # -- ACD ----------------------------------------------------------------------
-    def _enqueue(self, call: Call, queue: str, priority: int) -> None:
-        call.state = "queued"
-        call.queue = queue
-        self.clock.play(call.caller.endpoint, [self.moh], loop=True)
-        self.recorder.update(call.contact_id, queue=queue, enqueued_at=_utcnow())
-        self._note(call, "queued", {"queue": queue, "priority": priority})
-        call.log.info("queued in %s", queue)
-        self._apply(self.router.enqueue(call.contact_id, queue, self.now(), priority))
-
-    def _apply(self, offers: list[Offer]) -> None:
-        self._record_agent_changes()
-        for o in offers:
-            call = self.calls.get(o.call_id)
-            if call is None or call.state == "ended":
-                self.router.remove(o.call_id, self.now())
-                continue
-            bindings = self.reg.lookup(o.agent, self.now())
-            if not bindings:
-                # The phone is gone: log the agent out and try the next one.
-                self._apply_later(self.router.logout(o.agent, self.now(), "unregistered"))
-                continue
-            task = self.loop.create_task(
-                self._ring_agent(call, o, bindings[0].contact, bindings[0].source)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        self._arm_router()
-
-    def _apply_later(self, offers: list[Offer]) -> None:
-        self.loop.call_soon(self._apply, offers)
-
-    def _record_agent_changes(self) -> None:
-        changes, self.router.changes = self.router.changes, []
-        for ch in changes:
-            self.recorder.agent_event(ch.agent, ch.new, ch.reason, {"from": ch.old})
-            self.bus.emit(
-                "agent.state",
-                agent=ch.agent,
-                data={"state": ch.new, "from": ch.old, "reason": ch.reason},
-            )
-
-    def _arm_router(self) -> None:
-        if self._router_timer is not None:
-            self._router_timer.cancel()
-            self._router_timer = None
-        deadline = self.router.get_timer()
-        if deadline is not None:
-
-            def fire() -> None:
-                self._router_timer = None
-                self._apply(self.router.handle_timer(self.now()))
-
-            self._router_timer = self.loop.call_at(deadline, fire)
-
-    def agent_phone(self, ext: str, online: bool) -> None:
-        """A phone of an agent registered or went away: log the agent in or out."""
-        now = self.now()
-        self.recorder.agent_event(ext, "registered" if online else "unregistered")
-        self.bus.emit("agent.phone", agent=ext, data={"registered": online})
-        offers = (
-            self.router.login(ext, now) if online else self.router.logout(ext, now, "unregistered")
-        )
-        self._apply(offers)
-
-    async def _ring_agent(self, call: Call, o: Offer, contact: str, source: Address) -> None:
-        endpoint = await self.ports.open("agent")
-        if call.state == "ended":
-            endpoint.close()  # the router already withdrew the offer
-            return
-        target = SipUri.parse(contact)
-        sdp = offer(
-            local_ip=self.s.host,
-            local_port=endpoint.local[1],
-            codecs=self.s.codecs,
-            session_id=random.randrange(1, 2**31),
-        )
-        h = Headers()
-        h.add("Via", str(self._via(source)))
-        h.add("Max-Forwards", "70")
-        caller = call.caller.invite.from_
-        display = caller.display or call.caller_number
-        h.add("From", str(NameAddr(self.our_uri(call.caller_number), display, {"tag": new_tag()})))
-        h.add("To", str(NameAddr(SipUri(user=o.agent, host=self.s.host, port=self.port))))
-        h.add("Call-ID", new_call_id(self.s.host))
-        h.add("CSeq", "1 INVITE")
-        h.add("Contact", f"<{self.our_uri()}>")
-        h.add("Allow", ALLOW)
-        h.add("User-Agent", SERVER)
-        h.add("X-Contact-ID", call.contact_id)
-        h.add("Content-Type", "application/sdp")
-        invite = Request("INVITE", target, h, sdp.to_bytes())
-        leg = Leg("uac", endpoint, invite, source, offer=sdp, agent=o.agent)
-        call.agent_leg = leg
-        call.state = "ringing"
-        self._legs[invite.call_id] = (call, leg)
-        self.recorder.update(call.contact_id, agent=o.agent)
-        self._note(call, "offered", {"agent": o.agent, "queue": o.queue})
-        call.log.info("offering to agent %s at %s", o.agent, contact)
-        leg.client_tx = self.sip.send_request(
-            invite, source, lambda r: self._agent_response(call, leg, r)
-        )
-        timeout = self.s.queue_ring_timeout.get(o.queue, 15.0)
-        call.ring_timer = self.loop.call_later(timeout, self._ring_timeout, call, leg)
-
-    def _ring_timeout(self, call: Call, leg: Leg) -> None:
-        call.ring_timer = None
-        if leg.state in ("confirmed", "terminated") or leg.cancelled:
-            return
-        call.log.info("agent %s did not answer", leg.agent)
-        self._cancel_leg(leg, "no-answer")
-        if not leg.provisional:
-            # Not even a 100 Trying: the phone is unreachable. Re-route now
-            # instead of waiting 32 s for Timer B; the leg cleans up later.
-            leg.released = True
-            if call.agent_leg is leg:
-                call.agent_leg = None
-            call.state = "queued"
-            self._note(call, "no_answer", {"agent": leg.agent, "status": None})
-            self._apply(self.router.no_answer(call.contact_id, self.now()))
-
-    def _cancel_leg(self, leg: Leg, why: str) -> None:
-        leg.cancelled = why
-        if leg.provisional:
-            self._send_cancel(leg)
-        else:
-            # RFC 3261 §9.1: no CANCEL before a provisional response; it goes
-            # out when the first 1xx arrives (or the INVITE times out).
-            leg.cancel_pending = True
-
-    def _send_cancel(self, leg: Leg) -> None:
-        leg.cancel_pending = False
-        self.sip.send_request(make_cancel(leg.invite), leg.signal_addr, lambda r: None)
-
-    def _agent_response(self, call: Call, leg: Leg, resp: Response) -> None:
-        status = resp.status
-        if status < 200:
-            leg.provisional = True
-            if leg.cancel_pending:
-                self._send_cancel(leg)
-                return
-            if status in (180, 183) and not leg.ringing:
-                leg.ringing = True
-                self._note(call, "ringing", {"agent": leg.agent})
-            return
-        if status < 300:
-            leg.dialog = Dialog.from_uac(leg.invite, resp)
-            leg.state = "confirmed"
-            self._send_ack(leg, resp)
-            if leg.cancelled or call.state == "ended":
-                # Answered after we gave up: ACK then BYE (RFC 3261 §15).
-                self._send_bye(leg)
-                self._release_leg(leg)
-                return
-            self._agent_answered(call, leg, resp)
-            return
-        # Final failure: the phone refused, or our CANCEL took effect.
-        if leg.released:
-            # The router moved on already (a phone that never answered at all).
-            leg.state = "terminated"
-            self._release_leg(leg)
-            return
-        if call.ring_timer is not None:
-            call.ring_timer.cancel()
-            call.ring_timer = None
-        leg.state = "terminated"
-        self._release_leg(leg)
-        if call.agent_leg is leg:
-            call.agent_leg = None
-        if call.state == "ended":
-            return
-        call.state = "queued"
-        now = self.now()
-        if leg.cancelled == "no-answer" or status == 408:
-            self._note(call, "no_answer", {"agent": leg.agent, "status": status})
-            self._apply(self.router.no_answer(call.contact_id, now))
-        else:
-            self._note(call, "declined", {"agent": leg.agent, "status": status})
-            self._apply(self.router.declined(call.contact_id, now))
-
-    def _send_ack(self, leg: Leg, resp: Response) -> None:
-        assert leg.dialog is not None
-        ack = leg.dialog.create_ack(resp.cseq[0], via_host=self.s.host, via_port=self.port)
-        self.sip.send_stateless(ack, leg.signal_addr)
-
-    def _agent_answered(self, call: Call, leg: Leg, resp: Response) -> None:
-        if call.ring_timer is not None:
-            call.ring_timer.cancel()
-            call.ring_timer = None
-        try:
-            assert leg.offer is not None
-            audio = negotiate_answer(leg.offer, SessionDescription.parse(resp.body))
-        except (ValueError, AssertionError) as exc:
-            call.log.warning("agent %s answered with unusable SDP: %s", leg.agent, exc)
-            self._send_bye(leg)
-            self._release_leg(leg)
-            self._apply(self.router.no_answer(call.contact_id, self.now(), "bad media"))
-            return
-        leg.endpoint.configure(audio)
-        self.clock.stop(call.caller.endpoint)
-        call.caller.endpoint.bridge(leg.endpoint)
-        leg.endpoint.bridge(call.caller.endpoint)
-        call.state = "bridged"
-        call.answered = True
-        self.router.answered(call.contact_id, self.now())
-        self._record_agent_changes()
-        self.recorder.update(call.contact_id, answered_at=_utcnow(), agent=leg.agent)
-        self._note(call, "answered", {"agent": leg.agent, "codec": audio.codec})
-        call.log.info(
-            "agent %s answered; bridged %s<->%s", leg.agent, call.caller.endpoint.codec, audio.codec
-        )
-
-    # -- in-dialog --------------------------------------------------------------
     def _in_dialog(self, request: Request, addr: Address) -> None:
         found = self._legs.get(request.call_id)
         if found is None or found[1].dialog is None or not found[1].dialog.matches(request):
@@ -776,22 +344,6 @@ class CallService:
             call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3)
         )
 
-    # -- ending -------------------------------------------------------------------
-    def _send_bye(self, leg: Leg) -> None:
-        if leg.dialog is None or leg.state == "terminated":
-            return
-        leg.stop_retransmit()
-        bye = leg.dialog.create_request("BYE", via_host=self.s.host, via_port=self.port)
-        bye.headers.set("Via", str(self._via(leg.signal_addr)))
-        leg.state = "terminated"
-        self.sip.send_request(bye, leg.signal_addr, lambda r: None)
-
-    def _release_leg(self, leg: Leg) -> None:
-        leg.stop_retransmit()
-        self.clock.stop(leg.endpoint)
-        leg.endpoint.close()
-        self._legs.pop(leg.call_id, None)
-
     def _hangup_leg(
         self, call: Call, leg: Leg, who: str, *, send_bye: bool, outcome: str | None = None
     ) -> None:
@@ -859,7 +411,6 @@ class CallService:
         call.log.info("ended: %s (%s hung up)", outcome, who)
         self.calls.pop(call.contact_id, None)
 
-    # -- registration timer -----------------------------------------------------
     def _arm_registrations(self) -> None:
         if self._reg_timer is not None:
             self._reg_timer.cancel()
@@ -886,7 +437,3 @@ class CallService:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)

@@ -1,0 +1,173 @@
+"""What every part of the call service shares: the node's SIP and media handles,
+and the mechanics of one SIP leg (answers, 2xx retransmission, ACK, BYE, CANCEL).
+
+The call service is split by feature (`flows` for the IVR, `routing` for the
+ACD, `service` for SIP dispatch); each part extends `CallCore`, and the hooks
+declared at the end are implemented by the part that owns them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from acd.router import Router
+from ccserver.calls.leg import Address, Leg
+from ccserver.calls.model import SERVER, Call, CallSettings
+from ccserver.events import EventBus
+from ccserver.media.endpoint import RtpPorts
+from ccserver.media.player import EncodedAudio, MediaClock
+from ccserver.registration import Registrations
+from ccserver.sip.dialog import InviteRetransmitter, make_cancel
+from ccserver.sip.message import Request, Response, make_response, new_branch
+from ccserver.sip.uri import SipUri, Via
+
+log = logging.getLogger("ccserver.calls")
+
+
+class CallCore:
+    """Shared state and leg mechanics of the call service."""
+
+    def __init__(
+        self,
+        settings: CallSettings,
+        registrations: Registrations,
+        router: Router,
+        ports: RtpPorts,
+        clock: MediaClock,
+        recorder: Any,
+        prompt: Callable[[str, str], EncodedAudio | None],
+        moh: EncodedAudio,
+        bus: EventBus | None = None,
+    ) -> None:
+        self.s = settings
+        self.reg = registrations
+        self.router = router
+        self.ports = ports
+        self.clock = clock
+        self.recorder = recorder
+        self.prompt = prompt
+        self.moh = moh
+        self.bus = bus or EventBus()
+        self.sip: Any = None  # SipEndpoint, set by the app after construction
+        self.calls: dict[str, Call] = {}  # contact id -> call
+        self._legs: dict[str, tuple[Call, Leg]] = {}  # SIP Call-ID -> (call, leg)
+        self._router_timer: asyncio.TimerHandle | None = None
+        self._reg_timer: asyncio.TimerHandle | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.closing = False
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        return asyncio.get_running_loop()
+
+    def now(self) -> float:
+        return self.loop.time()
+
+    @property
+    def port(self) -> int:
+        return int(self.sip.address[1])
+
+    def our_uri(self, user: str | None = None) -> SipUri:
+        return SipUri(user=user, host=self.s.host, port=self.port)
+
+    def _via(self, addr: Address) -> Via:
+        transport = "TCP" if self.sip.transports.is_reliable(addr) else "UDP"
+        return Via(transport, self.s.host, self.port, {"branch": new_branch(), "rport": None})
+
+    def _respond(self, request: Request, status: int, reason: str | None = None, **kw: Any) -> None:
+        resp = make_response(request, status, reason, **kw)
+        resp.headers.add("Server", SERVER)
+        self.sip.send_response(resp)
+
+    def _note(self, call: Call, type: str, data: dict[str, Any] | None = None) -> None:
+        """One step of a call: into the contact's timeline and onto the event bus."""
+        data = data or {}
+        self.recorder.event(call.contact_id, type, data)
+        leg = call.agent_leg
+        self.bus.emit(
+            f"call.{type}",
+            contact_id=call.contact_id,
+            agent=data.get("agent") or (leg.agent if leg is not None else None),
+            queue=call.queue,
+            data={"caller": call.caller_number, "dialed": call.dialed, **data},
+        )
+
+    def _start_retransmit(self, leg: Leg, resp: Response, addr: Address) -> None:
+        # RFC 3261 §13.3.1.4: the 2xx is retransmitted until the ACK even over
+        # a reliable transport, since hops further on may be unreliable.
+        leg.retransmitter = InviteRetransmitter(resp, addr, self.now())
+        self._arm_retransmit(leg)
+
+    def _arm_retransmit(self, leg: Leg) -> None:
+        rt = leg.retransmitter
+        if rt is None or rt.done:
+            return
+        deadline = rt.get_timer()
+        if deadline is None:
+            return
+
+        def fire() -> None:
+            leg.retransmit_timer = None
+            out = rt.handle_timer(self.now())
+            if out is None:
+                # No ACK for 64*T1: the dialog is dead (RFC 3261 §13.3.1.4).
+                found = self._legs.get(leg.call_id)
+                if found is not None:
+                    self._hangup_leg(found[0], leg, "system", send_bye=True)
+                return
+            for data, to in out:
+                self.sip.send_raw(data, to)
+            self._arm_retransmit(leg)
+
+        leg.retransmit_timer = self.loop.call_at(deadline, fire)
+
+    def _send_ack(self, leg: Leg, resp: Response) -> None:
+        assert leg.dialog is not None
+        ack = leg.dialog.create_ack(resp.cseq[0], via_host=self.s.host, via_port=self.port)
+        self.sip.send_stateless(ack, leg.signal_addr)
+
+    def _send_bye(self, leg: Leg) -> None:
+        if leg.dialog is None or leg.state == "terminated":
+            return
+        leg.stop_retransmit()
+        bye = leg.dialog.create_request("BYE", via_host=self.s.host, via_port=self.port)
+        bye.headers.set("Via", str(self._via(leg.signal_addr)))
+        leg.state = "terminated"
+        self.sip.send_request(bye, leg.signal_addr, lambda r: None)
+
+    def _cancel_leg(self, leg: Leg, why: str) -> None:
+        leg.cancelled = why
+        if leg.provisional:
+            self._send_cancel(leg)
+        else:
+            # RFC 3261 §9.1: no CANCEL before a provisional response; it goes
+            # out when the first 1xx arrives (or the INVITE times out).
+            leg.cancel_pending = True
+
+    def _send_cancel(self, leg: Leg) -> None:
+        leg.cancel_pending = False
+        self.sip.send_request(make_cancel(leg.invite), leg.signal_addr, lambda r: None)
+
+    def _release_leg(self, leg: Leg) -> None:
+        leg.stop_retransmit()
+        self.clock.stop(leg.endpoint)
+        leg.endpoint.close()
+        self._legs.pop(leg.call_id, None)
+
+    # -- hooks implemented by the feature parts ----------------------------------
+    def _enqueue(self, call: Call, queue: str, priority: int) -> None:
+        raise NotImplementedError
+
+    def _start_entry(self, call: Call, entry: tuple[str, str]) -> None:
+        raise NotImplementedError
+
+    def _hangup_leg(
+        self, call: Call, leg: Leg, who: str, *, send_bye: bool, outcome: str | None = None
+    ) -> None:
+        raise NotImplementedError
+
+    def _end_call(self, call: Call, who: str, outcome: str) -> None:
+        raise NotImplementedError

@@ -1,0 +1,54 @@
+"""The call model's data: one inbound contact and the settings the call service runs with."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from ccserver.calls.leg import CallLog, Leg
+from ivr import flow as ivr
+
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, INFO"
+SERVER = "ccserver"
+
+
+@dataclass
+class CallSettings:
+    """What the call service needs from the configuration, decoupled from its schema."""
+
+    host: str  # our address in Via, Contact and SDP
+    codecs: Sequence[str]
+    trunk_networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+    dids: dict[str, tuple[str, str]]  # number -> ("flow" | "queue", name)
+    flows: dict[str, Any]
+    queue_ring_timeout: dict[str, float]
+    extensions: set[str] = field(default_factory=set)
+    node: str = "node1"
+
+
+@dataclass(eq=False)
+class Call:
+    """One inbound contact: the caller's leg, its flow, its queue, its agent leg."""
+
+    contact_id: str
+    caller: Leg
+    log: CallLog
+    caller_number: str
+    dialed: str = ""
+    state: str = "ivr"  # ivr | queued | ringing | bridged | ended
+    flow: ivr.FlowRun | None = None
+    flow_timer: asyncio.TimerHandle | None = None
+    queue: str | None = None
+    agent_leg: Leg | None = None
+    ring_timer: asyncio.TimerHandle | None = None
+    answered: bool = False
+    holds: int = 0
+    hold_seconds: float = 0.0
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
