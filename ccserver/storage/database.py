@@ -5,20 +5,21 @@ from __future__ import annotations
 import enum
 import json
 import uuid
+from collections.abc import Collection
 from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import Connection, event, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 from sqlalchemy.orm import selectinload
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from .models import Base, Contact
+from .models import Contact
 
-__all__ = ["create_schema", "find_contacts", "get_contact", "make_engine"]
+__all__ = ["find_contacts", "get_contact", "make_engine", "recent_contacts"]
 
 
 def _json_default(value: object) -> object:
@@ -41,14 +42,23 @@ def _json_dumps(value: Any) -> str:
 def _sqlite_on_connect(dbapi_connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:
     """Tune every new SQLite connection.
 
-    WAL lets the API and reports read while the recorder writes; synchronous=NORMAL
-    is safe with WAL (a power cut may lose the last commits, never corrupt);
-    foreign keys are off by default in SQLite.
+    WAL lets the API and reports read while the recorder writes. synchronous=FULL
+    makes a commit durable when it returns (NORMAL would let a power cut take
+    back the last commits): the recorder deletes its journal once changes are
+    committed, so a commit must mean on disk. It costs one WAL fsync per
+    transaction, and the recorder commits hundreds of changes per transaction.
+    Foreign keys are off by default in SQLite.
+
+    The driver's own transaction handling is switched off (``isolation_level =
+    None``) so that SQLAlchemy's BEGIN starts every transaction: Python's sqlite3
+    would otherwise begin only at the first INSERT, leaving the reads of a batch
+    and every DDL statement of a migration outside the transaction.
     """
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
     finally:
         cursor.close()
@@ -71,13 +81,13 @@ def make_engine(url: str) -> AsyncEngine:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
     engine = create_async_engine(parsed, json_serializer=_json_dumps)
     event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+    event.listen(engine.sync_engine, "begin", _sqlite_begin)
     return engine
 
 
-async def create_schema(engine: AsyncEngine) -> None:
-    """Create missing tables and indexes (Alembic migrations will take over later)."""
-    async with engine.begin() as conn:
-        await conn.run_sync(Base.metadata.create_all)
+def _sqlite_begin(connection: Connection) -> None:
+    """Open the transaction ourselves (see ``_sqlite_on_connect``): deferred, SQLite's default."""
+    connection.exec_driver_sql("BEGIN")
 
 
 async def get_contact(engine: AsyncEngine, contact_id: str) -> Contact | None:
@@ -106,5 +116,35 @@ async def find_contacts(
         stmt = stmt.where(Contact.caller_number == caller_number)
     if with_events:
         stmt = stmt.options(selectinload(Contact.events))
+    async with AsyncSession(engine, expire_on_commit=False) as session:
+        return list((await session.scalars(stmt)).all())
+
+
+async def recent_contacts(
+    engine: AsyncEngine,
+    *,
+    customer_id: str | None = None,
+    caller_numbers: Collection[str] = (),
+    limit: int = 5,
+) -> list[Contact]:
+    """A caller's latest contacts, newest first, without timelines: the screen-pop history.
+
+    Matches contacts linked to ``customer_id`` or whose caller number is one of
+    ``caller_numbers`` (stored as received, so pass every spelling; see
+    ``phone.national_variants``).
+    """
+    conditions = []
+    if customer_id is not None:
+        conditions.append(Contact.customer_id == customer_id)
+    if caller_numbers:
+        conditions.append(Contact.caller_number.in_(sorted(set(caller_numbers))))
+    if not conditions or limit < 1:
+        return []
+    stmt = (
+        select(Contact)
+        .where(or_(*conditions))
+        .order_by(Contact.arrived_at.desc(), Contact.id)
+        .limit(limit)
+    )
     async with AsyncSession(engine, expire_on_commit=False) as session:
         return list((await session.scalars(stmt)).all())

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -34,6 +35,7 @@ __all__ = [
     "Base",
     "Contact",
     "ContactEvent",
+    "JournalCheckpoint",
     "UTCDateTime",
 ]
 
@@ -120,6 +122,15 @@ class Contact(Base):
         Index("ix_contacts_queue", "queue"),
         Index("ix_contacts_agent", "agent"),
         Index("ix_contacts_sip_call_id", "sip_call_id"),
+        Index("ix_contacts_customer_id", "customer_id"),
+        # The contacts still open, per node: what a restart closes as interrupted.
+        # Partial, so it stays as small as the number of calls in progress.
+        Index(
+            "ix_contacts_open",
+            "node",
+            sqlite_where=text("ended_at IS NULL"),
+            postgresql_where=text("ended_at IS NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(primary_key=True)
@@ -135,6 +146,9 @@ class Contact(Base):
     agent: Mapped[str | None]
     sip_call_id: Mapped[str]
     node: Mapped[str | None]
+    # Set by the call path once the caller is identified. No foreign key: the
+    # customer may live in an external CRM rather than in our customers table.
+    customer_id: Mapped[str | None]
 
     arrived_at: Mapped[datetime]
     enqueued_at: Mapped[datetime | None]
@@ -207,3 +221,22 @@ class AgentEvent(Base):
 
     def __repr__(self) -> str:
         return f"<AgentEvent {self.agent} {self.state}>"
+
+
+class JournalCheckpoint(Base):
+    """How far one recorder run's journal has been applied to this database.
+
+    Updated in the same transaction as the rows it accounts for, so after any
+    crash the journal is replayed from exactly the first operation not applied:
+    each operation lands once (see ``recorder.py``).
+    """
+
+    __tablename__ = "journal_checkpoints"
+
+    journal_id: Mapped[str] = mapped_column(primary_key=True)
+    node: Mapped[str | None]
+    applied_seq: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime]
+
+    def __repr__(self) -> str:
+        return f"<JournalCheckpoint {self.journal_id} {self.applied_seq}>"

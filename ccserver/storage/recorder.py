@@ -1,17 +1,38 @@
-"""Write contact records in the background so the call path never waits on the database.
+"""Write contact records off the call path, journal them to local disk, and never lose one.
 
-The call path calls plain methods (``open_contact``, ``event``, ``update``,
-``close_contact``, ``agent_event``) that only append an operation to an in-memory
-queue. One writer task owned by :class:`ContactRecorder` takes operations off the
-queue in FIFO batches and writes each batch in one transaction, so the changes of
-one contact land in the order they were made, across batches too.
+Three stages, each with its own owner:
 
-Failures: a batch that fails for a reason that may pass (database locked, server
-down, table missing) is retried with back-off and never dropped. A batch the
-database refuses because of its data (constraint or data errors) is split in
-halves until the one refused operation is found; that operation is logged in
-full and set aside through :meth:`ContactRecorder._reject`, so one bad value
-cannot stall every call's record behind it.
+1. **The call path** calls plain methods (``open_contact``, ``event``, ``update``,
+   ``close_contact``, ``agent_event``). They validate, encode the change as one
+   journal line (``ops.py``), append it to an in-memory queue and return: no I/O.
+2. **The journal writer** task appends everything queued since its last append to
+   the run's journal file in one ``write`` followed by one ``fdatasync``, in a
+   worker thread (group commit: whatever queues during one fsync goes in the
+   next). A change is **acknowledged** once that append has returned, or once it
+   is committed to the database if that came first (:attr:`acknowledged`,
+   :meth:`sync`).
+3. **The database writer** task writes FIFO batches, one transaction each, so a
+   contact's changes land in the order they were made. It reads from memory; in
+   a long outage, past :attr:`memory_limit` queued changes, the journalled ones
+   are dropped from memory and read back from the journal instead.
+
+Exactly once: changes are numbered per recorder run (1, 2, 3… the journal's
+``seq``), and every transaction also moves that run's row in
+``journal_checkpoints`` to the last seq it applied. A batch first reads the
+row and skips what it already covers, so a retry after an ambiguous commit
+(the connection died after COMMIT was sent) and a replay after a crash apply
+each change once.
+
+Restart: :meth:`start` launches the writer, whose first job (before any new
+change) is to upgrade the schema, replay the journals earlier runs left behind
+(from their checkpoints on), delete them, and close the contacts this node left
+open as ``interrupted``. New calls are taken meanwhile: their changes queue and
+journal as usual. :meth:`recover` waits for that startup work and reports it.
+
+Failures: a batch that fails for a reason that may pass (database locked or
+down, table missing) is retried with back-off and never dropped. A change the
+database refuses for its data is isolated by splitting the batch, logged,
+counted in :attr:`rejected` and kept in the journal's ``rejected.jsonl``.
 """
 
 from __future__ import annotations
@@ -20,17 +41,33 @@ import asyncio
 import logging
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from functools import partial
+from itertools import islice
+from pathlib import Path
+from typing import Any, Final, TypeVar
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import Table
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .database import create_schema, find_contacts, get_contact
+from .batch import (
+    applied_seq,
+    delete_checkpoint,
+    execute_plan,
+    ids_to_look_up,
+    load_contacts,
+    open_contacts,
+    plan_batch,
+    set_applied_seq,
+)
+from .database import find_contacts, get_contact
+from .journal import Journal, JournalReader, SyncPolicy, new_run_id, remove_run
+from .migrate import upgrade
 from .models import DIRECTIONS, DISCONNECT_REASONS, INITIATIONS, OUTCOMES, Base, UTCDateTime
+from .ops import AgentOp, CloseOp, EventOp, Op, OpenOp, Queued, UpdateOp, encode_op
 
 __all__ = [
     "AgentOp",
@@ -39,6 +76,8 @@ __all__ = [
     "EventOp",
     "Op",
     "OpenOp",
+    "Queued",
+    "RecoveryReport",
     "UpdateOp",
     "find_contacts",
     "get_contact",
@@ -47,9 +86,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _CONTACTS: Final[Table] = Base.metadata.tables["contacts"]
-_EVENTS: Final[Table] = Base.metadata.tables["contact_events"]
-_AGENT_EVENTS: Final[Table] = Base.metadata.tables["agent_events"]
-
 _UPDATABLE: Final = frozenset(c.key for c in _CONTACTS.columns) - {"id"}
 _DATETIME_COLUMNS: Final = frozenset(
     c.key for c in _CONTACTS.columns if isinstance(c.type, UTCDateTime)
@@ -60,75 +96,36 @@ _CHOICES: Final[Mapping[str, frozenset[str]]] = {
     "outcome": OUTCOMES,
     "disconnect_reason": DISCONNECT_REASONS,
 }
-# Columns the close-time durations are computed from.
-_TIMING_COLUMNS: Final = ("arrived_at", "enqueued_at", "answered_at", "hold_seconds")
-# Keeps IN (...) lists well under SQLite's and asyncpg's bound-parameter limits.
-_LOOKUP_CHUNK: Final = 500
+
+_T = TypeVar("_T")
 
 
-# -- operations: what the call path enqueues (and what a durable spool would persist) --
+@dataclass(slots=True)
+class RecoveryReport:
+    """What the startup work found: earlier journals replayed, contacts closed as interrupted."""
 
-
-@dataclass(frozen=True, slots=True)
-class OpenOp:
-    """Insert a contact row (complete, every column) and its "arrived" event."""
-
-    row: dict[str, Any]
-
-    @property
-    def contact_id(self) -> str:
-        return str(self.row["id"])
-
-
-@dataclass(frozen=True, slots=True)
-class EventOp:
-    """Append one timeline entry; its seq is assigned when written, in queue order."""
-
-    contact_id: str
-    type: str
-    at: datetime
-    data: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class UpdateOp:
-    """Set contact columns."""
-
-    contact_id: str
-    fields: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class CloseOp:
-    """End a contact: set ended_at and outcome, compute wait/talk, add an "ended" event."""
-
-    contact_id: str
-    outcome: str
-    disconnect_reason: str | None
-    at: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class AgentOp:
-    """Insert one agent state change."""
-
-    row: dict[str, Any]
-
-
-Op = OpenOp | EventOp | UpdateOp | CloseOp | AgentOp
-
-
-# -- the recorder ------------------------------------------------------------------------
+    runs: int = 0
+    """Journals of earlier runs replayed and deleted."""
+    replayed: int = 0
+    """Changes read from them past their checkpoints (so not yet in the database)."""
+    corrupt: int = 0
+    """Journal lines that could not be read (a damaged disk): logged and skipped."""
+    interrupted: list[str] = field(default_factory=list)
+    """Contacts of this node that were still open, now closed as ``interrupted``."""
 
 
 class ContactRecorder:
-    """Queues contact changes from the call path and writes them in batches, so no call waits on the database."""  # noqa: E501
+    """Queues contact changes from the call path, journals them and writes them in batches."""
 
-    #: Back-off between attempts at a batch that failed for a reason that may pass.
+    #: Back-off between attempts at something that failed for a reason that may pass.
     retry_initial_delay: float = 0.1
     retry_max_delay: float = 5.0
     #: How many contacts keep their next seq in memory (the rest are looked up).
     seq_cache_size: int = 20_000
+    #: Queued changes kept in memory; past this, journalled ones are re-read from disk.
+    memory_limit: int = 200_000
+    #: Most changes in one journal append.
+    journal_batch: int = 20_000
 
     def __init__(
         self,
@@ -137,7 +134,14 @@ class ContactRecorder:
         node: str = "node1",
         batch_size: int = 500,
         flush_interval: float = 0.05,
+        journal_dir: Path | str | None = None,
+        sync: SyncPolicy = "fsync",
+        migrate: bool = True,
+        close_interrupted: bool = True,
     ) -> None:
+        """``journal_dir`` None keeps changes in memory only (tools and tests): a crash
+        loses what is not committed. ``migrate`` upgrades the schema before the first
+        write; ``close_interrupted`` closes this node's contacts left open by a crash."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, not {batch_size}")
         if flush_interval < 0:
@@ -146,37 +150,85 @@ class ContactRecorder:
         self._node = node
         self._batch_size = batch_size
         self._flush_interval = flush_interval
-        self._queue: deque[Op] = deque()
-        self._enqueued = 0  # operations ever enqueued
-        self._done = 0  # operations ever written or set aside; FIFO, so a watermark
+        self._migrate = migrate
+        self._close_interrupted = close_interrupted
+        self._run = new_run_id(datetime.now(UTC))
+        self._journal = (
+            Journal(Path(journal_dir), self._run, sync=sync) if journal_dir is not None else None
+        )
+        # Changes with seq >= _base, in order, each with its journal line.
+        self._ops: deque[tuple[Op, bytes]] = deque()
+        self._base = 1
+        self._enqueued = 0  # seq of the last change queued
+        self._db_done = 0  # every seq up to this one is committed or set aside
+        self._journaled = 0  # every seq up to this one is journalled or committed
         self._rejected = 0
-        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
-        self._wakeup = asyncio.Event()  # something is queued
+        self._spilled = False
+        self._spill: JournalReader | None = None
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()  # flush()
+        self._ack_waiters: deque[tuple[int, asyncio.Future[None]]] = deque()  # sync()
+        self._wakeup = asyncio.Event()  # something is queued (database writer)
+        self._journal_wakeup = asyncio.Event()  # something is queued (journal writer)
         self._urgent = asyncio.Event()  # write now: batch full, flush() or stop()
         self._task: asyncio.Task[None] | None = None
+        self._journal_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._stopped = False
         self._warned_stopped = False
         self._next_seq: OrderedDict[str, int] = OrderedDict()
+        self._recovered = asyncio.Event()
+        self._startup_done = False
+        self._report: RecoveryReport | None = None
+        self._startup_error: BaseException | None = None
 
     # -- lifecycle --
 
     async def start(self) -> None:
-        """Create the schema if needed and start the writer task."""
+        """Open the journal and start the writers; returns at once, without touching the database.
+
+        Raises JournalBusyError if another process holds the journal directory.
+        """
         if self._task is not None and not self._task.done():
             raise RuntimeError("ContactRecorder is already started")
-        await create_schema(self._engine)
+        if self._journal is not None:
+            self._journal.open()
         self._stopping = False
         self._stopped = False
         self._warned_stopped = False
-        self._task = asyncio.create_task(self._run(), name=f"contact-recorder[{self._node}]")
+        if not self._startup_done and self._recovered.is_set():
+            # An earlier start was stopped before its startup work finished.
+            self._recovered = asyncio.Event()
+            self._startup_error = None
+        self._task = asyncio.create_task(self._run_writer(), name=f"contact-recorder[{self._node}]")
         self._task.add_done_callback(self._on_writer_done)
+        if self._journal is not None:
+            self._journal_task = asyncio.create_task(
+                self._run_journal(), name=f"contact-journal[{self._node}]"
+            )
+            self._journal_task.add_done_callback(self._on_journal_done)
+        self._wakeup.set()
+
+    async def recover(self) -> RecoveryReport:
+        """Wait for the startup work (schema, replay of earlier journals, interrupted contacts).
+
+        It is retried while the database is unreachable, so bound this wait
+        with a timeout if the caller must not wait for the database.
+        """
+        if self._task is None and not self._recovered.is_set():
+            raise RuntimeError("ContactRecorder is not started")
+        await self._recovered.wait()
+        if self._report is None:
+            raise RuntimeError("contact recorder stopped before its startup work finished") from (
+                self._startup_error
+            )
+        return self._report
 
     async def stop(self) -> None:
-        """Write everything queued, then stop the writer.
+        """Write everything queued, then stop the writers; a clean stop leaves no journal.
 
-        Cancelling stop() (a shutdown deadline) abandons the drain: the writer is
-        cancelled, the unwritten operations stay queued and are logged as lost.
+        Cancelling stop() (a shutdown deadline) abandons the drain: the writers
+        are cancelled and what is unwritten stays queued for a restart of this
+        object, and in the journal for the next process.
         """
         task = self._task
         if task is None:
@@ -184,45 +236,91 @@ class ContactRecorder:
         self._stopping = True
         self._wakeup.set()
         self._urgent.set()
+        self._journal_wakeup.set()
+        tasks = [t for t in (task, self._journal_task) if t is not None]
+        clean = False
         try:
-            await asyncio.shield(task)
+            # Both writers end before the journal closes; a crash of either is
+            # logged by its done callback and leaves changes pending (not clean).
+            await asyncio.shield(asyncio.gather(*tasks, return_exceptions=True))
+            clean = self.pending == 0 and self._startup_done
         except asyncio.CancelledError:
-            task.cancel()
-            await asyncio.wait([task])
+            for t in tasks:
+                t.cancel()
+            await asyncio.wait(tasks)
             log.error(
-                "contact recorder stopped before its queue drained: %d changes unwritten",
+                "contact recorder stopped before its queue drained: %d changes unwritten%s",
                 self.pending,
+                " (kept in the journal)" if self._journal is not None else "",
             )
             raise
         finally:
             self._task = None
+            self._journal_task = None
             self._stopping = False
             self._stopped = True
+            if self._spill is not None:
+                self._spill.close()
+                self._spill = None
+            if self._journal is not None:
+                self._journal.close(remove=clean)
+        if clean and self._journal is not None:
+            await self._forget_own_checkpoint()
 
     async def flush(self) -> None:
-        """Wait until everything enqueued so far is committed (or set aside as refused)."""
-        target = self._enqueued
-        if self._done >= target:
+        """Wait until everything queued so far is committed (or set aside as refused)."""
+        await self._wait_for(self._enqueued, self._waiters, lambda: self._db_done)
+
+    async def sync(self) -> None:
+        """Wait until everything queued so far is acknowledged: journalled or committed."""
+        if self._journal is None:
+            await self.flush()
+        else:
+            await self._wait_for(self._enqueued, self._ack_waiters, lambda: self.acknowledged)
+
+    async def _wait_for(
+        self,
+        target: int,
+        waiters: deque[tuple[int, asyncio.Future[None]]],
+        reached: Callable[[], int],
+    ) -> None:
+        if reached() >= target:
             return
         if self._task is None or self._task.done():
             raise RuntimeError(
                 f"ContactRecorder is not running: {self.pending} changes wait for start()"
             )
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append((target, waiter))
-        self._wakeup.set()
-        self._urgent.set()
+        waiters.append((target, waiter))
+        if waiters is self._waiters:
+            self._wakeup.set()
+            self._urgent.set()
         await waiter
 
     @property
     def pending(self) -> int:
-        """Operations enqueued and not yet committed."""
-        return self._enqueued - self._done
+        """Changes queued and not yet committed."""
+        return self._enqueued - self._db_done
+
+    @property
+    def enqueued(self) -> int:
+        """Changes queued by this recorder so far; the n-th one has seq n."""
+        return self._enqueued
+
+    @property
+    def acknowledged(self) -> int:
+        """Every change with seq up to this is journalled (per the sync policy) or committed."""
+        return max(self._journaled, self._db_done)
 
     @property
     def rejected(self) -> int:
-        """Operations the database refused for their data, logged and set aside."""
+        """Changes the database refused for their data, logged and set aside."""
         return self._rejected
+
+    @property
+    def journal_directory(self) -> Path | None:
+        """This run's journal directory, None without a journal."""
+        return None if self._journal is None else self._journal.directory
 
     # -- the call path: plain methods that only enqueue --
 
@@ -270,7 +368,10 @@ class ContactRecorder:
         data: Mapping[str, Any] | None = None,
         at: datetime | None = None,
     ) -> None:
-        """Queue a timeline entry; entries of one contact get seq in call order."""
+        """Queue a timeline entry; entries of one contact get seq in call order.
+
+        ValueError if ``data`` holds something JSON cannot carry.
+        """
         self._put(EventOp(contact_id, type, _when(at), dict(data) if data else {}))
 
     def update(self, contact_id: str, **fields: Any) -> None:
@@ -332,34 +433,96 @@ class ContactRecorder:
 
     def _put(self, op: Op) -> None:
         # Must run on the event loop's thread: asyncio.Event is not thread-safe.
-        self._queue.append(op)
-        self._enqueued += 1
+        seq = self._enqueued + 1
+        line = encode_op(seq, op)  # ValueError before anything changed
+        self._ops.append((op, line))
+        self._enqueued = seq
         self._wakeup.set()
-        if len(self._queue) >= self._batch_size:
+        self._journal_wakeup.set()
+        if self.pending >= self._batch_size:
             self._urgent.set()
         if self._stopped and not self._warned_stopped:
             self._warned_stopped = True
             log.warning("contact recorder is stopped: changes stay queued until it starts again")
 
-    # -- the writer task --
+    # -- the journal writer task --
 
-    async def _run(self) -> None:
+    async def _run_journal(self) -> None:
+        journal = self._journal
+        assert journal is not None
+        delay = self.retry_initial_delay
+        last_error: str | None = None
         while True:
-            if not self._queue:
+            # Changes already committed need no journal line.
+            start = max(self._journaled, self._db_done) + 1
+            if start > self._enqueued:
+                # Stopping: done once the database has everything too, since until
+                # then the call path may still queue changes (calls hanging up).
+                if self._stopping and self._db_done >= self._enqueued:
+                    return
+                self._journal_wakeup.clear()
+                await self._journal_wakeup.wait()
+                continue
+            offset = start - self._base
+            count = min(self._enqueued - start + 1, self.journal_batch)
+            data = b"".join(line for _, line in islice(self._ops, offset, offset + count))
+            try:
+                await journal.append(data, start)
+            except OSError as exc:
+                error = _describe(exc)
+                if error != last_error:
+                    log.error(
+                        "journal %s: append failed, retrying with back-off; until it works, "
+                        "changes are only in memory (%d waiting): %s",
+                        journal.directory,
+                        self._enqueued - self.acknowledged,
+                        error,
+                    )
+                    last_error = error
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay)
+                continue
+            if last_error is not None:
+                log.info("journal %s: appends work again", journal.directory)
+                last_error = None
+                delay = self.retry_initial_delay
+            self._journaled = max(self._journaled, start + count - 1)
+            self._release(self._ack_waiters, self.acknowledged)
+            self._trim()
+
+    def _on_journal_done(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("contact journal writer crashed", exc_info=exc)
+
+    # -- the database writer task --
+
+    async def _run_writer(self) -> None:
+        if not self._startup_done:
+            await self._startup()
+        while True:
+            if self._db_done >= self._enqueued:
                 if self._stopping:
+                    self._journal_wakeup.set()  # the journal writer may finish too
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 # Woken from idle: give the call path a moment to fill the batch.
                 await self._linger()
                 continue
-            count = min(len(self._queue), self._batch_size)
-            batch = [self._queue.popleft() for _ in range(count)]
-            await self._commit(batch)
-            self._release_waiters()
+            batch = await self._next_batch()
+            if batch:
+                await self._commit(self._journal_id, batch, current=True)
+            self._release(self._waiters, self._db_done)
+            self._release(self._ack_waiters, self.acknowledged)
+            self._trim()
+            await self._discard_journal()
+
+    @property
+    def _journal_id(self) -> str | None:
+        return None if self._journal is None else self._run
 
     async def _linger(self) -> None:
-        if self._stopping or self._waiters or len(self._queue) >= self._batch_size:
+        if self._stopping or self._waiters or self.pending >= self._batch_size:
             return
         self._urgent.clear()
         try:
@@ -368,76 +531,143 @@ class ContactRecorder:
         except TimeoutError:
             pass
 
-    async def _commit(self, batch: list[Op]) -> None:
+    async def _next_batch(self) -> list[Queued]:
+        """The next FIFO batch: from memory, or from the journal for changes trimmed from it."""
+        start = self._db_done + 1
+        if start >= self._base:
+            if self._spill is not None:
+                self._spill.close()
+                self._spill = None
+                log.info("contact store caught up with the journal: writing from memory again")
+            offset = start - self._base
+            count = min(self._enqueued - start + 1, self._batch_size)
+            chosen = islice(self._ops, offset, offset + count)
+            return [Queued(start + i, op) for i, (op, _) in enumerate(chosen)]
+        assert self._journal is not None  # only a journal lets changes leave memory early
+        reader = self._spill
+        if reader is None or reader.next_seq != start:
+            if reader is not None:
+                reader.close()
+            reader = self._spill = JournalReader(self._journal.directory, start)
+        batch = await asyncio.to_thread(reader.read, self._batch_size, self._base - 1)
+        if not batch:
+            # Not in memory and not readable: lost to a damaged journal.
+            log.error(
+                "journal %s: changes %d to %d unreadable, skipped",
+                self._journal.directory,
+                start,
+                self._base - 1,
+            )
+            self._db_done = self._base - 1
+        return batch
+
+    def _trim(self) -> None:
+        """Drop changes nobody needs from memory; past memory_limit, also journalled ones."""
+        keep_from = self._db_done + 1
+        if self._journal is not None and len(self._ops) > self.memory_limit:
+            keep_from = max(keep_from, self._journaled + 1)
+            if keep_from > self._db_done + 1 and not self._spilled:
+                self._spilled = True
+                log.warning(
+                    "contact store is %d changes behind: keeping them in the journal only",
+                    self.pending,
+                )
+        elif self._spilled and self._db_done + 1 >= self._base:
+            self._spilled = False
+        while self._base < keep_from and self._ops:
+            self._ops.popleft()
+            self._base += 1
+
+    async def _discard_journal(self) -> None:
+        if self._journal is None or self._journal.segments < 2:
+            return
+        try:
+            await self._journal.discard_through(self._db_done)
+        except OSError as exc:
+            log.warning("journal %s: could not delete a segment: %s", self._journal.directory, exc)
+
+    async def _commit(self, run: str | None, batch: list[Queued], *, current: bool) -> None:
         """Write one batch; retry what may pass, split to isolate what never will."""
         work = [batch]  # a stack: work[-1] is written next, which keeps FIFO order
         delay = self.retry_initial_delay
         failures = 0
         last_error: str | None = None
-        try:
-            while work:
-                part = work[-1]
-                try:
-                    await self._write_batch(part)
-                except Exception as exc:
-                    if _is_refusal(exc):
-                        work.pop()
-                        if len(part) == 1:
-                            self._reject(part[0], _describe(exc))
-                            self._done += 1
-                        else:
-                            middle = len(part) // 2
-                            work.append(part[middle:])
-                            work.append(part[:middle])
-                        continue
-                    failures += 1
-                    error = _describe(exc)
-                    if error != last_error:
-                        log.warning(
-                            "contact store write failed, retrying with back-off "
-                            "(%d changes waiting): %s",
-                            self.pending,
-                            error,
-                            # Database and network errors are expected here; anything
-                            # else is a bug, and its traceback is worth a line or twenty.
-                            exc_info=not isinstance(exc, DBAPIError | OSError),
-                        )
-                        last_error = error
+        while work:
+            part = work[-1]
+            try:
+                await self._write_batch(run, part)
+            except Exception as exc:
+                if _is_refusal(exc):
+                    work.pop()
+                    if len(part) == 1:
+                        self._reject(part[0].op, _describe(exc))
+                        if current:
+                            self._db_done = max(self._db_done, part[0].seq)
                     else:
-                        log.debug("contact store write failed again (%d): %s", failures, error)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.retry_max_delay)
+                        middle = len(part) // 2
+                        work.append(part[middle:])
+                        work.append(part[:middle])
                     continue
-                work.pop()
-                self._done += len(part)
-                if failures:
-                    log.info("contact store writes resumed after %d failed attempts", failures)
-                    failures = 0
-                    last_error = None
-                    delay = self.retry_initial_delay
-        except asyncio.CancelledError:
-            # Put the unwritten remainder back in front, so a restart still writes it.
-            remaining = [op for part in reversed(work) for op in part]
-            self._queue.extendleft(reversed(remaining))
-            raise
+                # The commit may have happened (the reply was lost): cached seqs may
+                # be stale. The checkpoint makes the retry skip what did land.
+                self._next_seq.clear()
+                failures += 1
+                error = _describe(exc)
+                if error != last_error:
+                    log.warning(
+                        "contact store write failed, retrying with back-off "
+                        "(%d changes waiting): %s",
+                        self.pending if current else len(part),
+                        error,
+                        # Database and network errors are expected here; anything
+                        # else is a bug, and its traceback is worth a line or twenty.
+                        exc_info=not isinstance(exc, DBAPIError | OSError),
+                    )
+                    last_error = error
+                else:
+                    log.debug("contact store write failed again (%d): %s", failures, error)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay)
+                continue
+            work.pop()
+            if current:
+                self._db_done = max(self._db_done, part[-1].seq)
+            if failures:
+                log.info("contact store writes resumed after %d failed attempts", failures)
+                failures = 0
+                last_error = None
+                delay = self.retry_initial_delay
 
-    async def _write_batch(self, batch: Sequence[Op]) -> None:
-        """Write ``batch`` in one transaction, or raise and leave the database unchanged.
+    async def _write_batch(self, run: str | None, batch: Sequence[Queued]) -> None:
+        """Write ``batch`` of journal ``run`` in one transaction, or raise and change nothing.
 
-        This is the seam for a durable spool: it may persist a batch before calling
-        this and discard it after it returns.
+        With a journal, the run's checkpoint moves in the same transaction and
+        changes it already covers are skipped: that is what makes retries and
+        replays apply each change once.
         """
         async with self._engine.begin() as conn:
-            stored = await _load_contacts(conn, _ids_to_look_up(batch, self._next_seq))
-            plan = _plan_batch(batch, stored, self._next_seq)
-            await _execute_plan(conn, plan)
+            applied: int | None = None
+            if run is not None:
+                applied = await applied_seq(conn, run)
+                if applied is not None:
+                    batch = [q for q in batch if q.seq > applied]
+                    if not batch:
+                        return
+            ops = [q.op for q in batch]
+            stored = await load_contacts(conn, ids_to_look_up(ops, self._next_seq))
+            plan = plan_batch(ops, stored, self._next_seq)
+            await execute_plan(conn, plan)
+            if run is not None:
+                await set_applied_seq(
+                    conn, run, self._node, batch[-1].seq, exists=applied is not None
+                )
         # Only after the commit: a failed attempt must leave the seq counters alone.
         self._remember_seqs(plan.next_seq)
         for op, reason in plan.refused:
             self._reject(op, reason)
 
     def _reject(self, op: Op, reason: str) -> None:
-        """Set aside an operation the database will never accept (a spool would keep it)."""
+        """Set aside a change the database will never accept; the journal keeps a copy."""
         self._rejected += 1
         contact = getattr(op, "contact_id", None)
         log.error(
@@ -446,6 +676,8 @@ class ContactRecorder:
             reason,
             op,
         )
+        if self._journal is not None:
+            self._journal.set_aside(encode_op(1, op), reason)
 
     def _remember_seqs(self, next_seq: Mapping[str, int]) -> None:
         cache = self._next_seq
@@ -455,204 +687,125 @@ class ContactRecorder:
         while len(cache) > self.seq_cache_size:
             cache.popitem(last=False)
 
-    def _release_waiters(self) -> None:
-        while self._waiters and self._waiters[0][0] <= self._done:
-            _, waiter = self._waiters.popleft()
+    @staticmethod
+    def _release(waiters: deque[tuple[int, asyncio.Future[None]]], reached: int) -> None:
+        while waiters and waiters[0][0] <= reached:
+            _, waiter = waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
 
     def _on_writer_done(self, task: asyncio.Task[None]) -> None:
         if not task.cancelled() and (exc := task.exception()) is not None:
             log.error("contact recorder writer crashed", exc_info=exc)
-        self._release_waiters()
-        while self._waiters:
-            _, waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_exception(
-                    RuntimeError(f"contact recorder stopped with {self.pending} changes unwritten")
+            self._startup_error = exc
+        if not self._recovered.is_set() and not self._startup_done:
+            self._recovered.set()  # recover() raises: report is None
+        self._release(self._waiters, self._db_done)
+        self._release(self._ack_waiters, self.acknowledged)
+        for waiters in (self._waiters, self._ack_waiters):
+            while waiters:
+                _, waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_exception(
+                        RuntimeError(
+                            f"contact recorder stopped with {self.pending} changes unwritten"
+                        )
+                    )
+
+    # -- startup: schema, earlier journals, interrupted contacts --
+
+    async def _startup(self) -> None:
+        report = RecoveryReport()
+        if self._migrate:
+            await self._retrying("schema upgrade", partial(upgrade, self._engine))
+        if self._journal is not None:
+            for run in self._journal.earlier_runs():
+                await self._replay(run, report)
+        if self._close_interrupted:
+            found = await self._retrying("looking for interrupted contacts", self._find_open)
+            for contact_id, last_heard in found:
+                self.close_contact(
+                    contact_id, outcome="interrupted", disconnect_reason="system", at=last_heard
                 )
+                report.interrupted.append(contact_id)
+            if found:
+                log.warning(
+                    "closing %d contacts of node %s left open by an earlier run as interrupted",
+                    len(found),
+                    self._node,
+                )
+        self._report = report
+        self._startup_done = True
+        self._recovered.set()
 
-
-# -- planning a batch: pure functions over the operations and what is stored --------------
-
-
-@dataclass(slots=True)
-class _Stored:
-    timing: dict[str, Any]  # the _TIMING_COLUMNS as stored
-    last_seq: int | None
-
-
-@dataclass(slots=True)
-class _Plan:
-    inserts: dict[str, dict[str, Any]] = field(default_factory=dict)
-    updates: dict[str, dict[str, Any]] = field(default_factory=dict)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    agent_events: list[dict[str, Any]] = field(default_factory=list)
-    next_seq: dict[str, int] = field(default_factory=dict)
-    refused: list[tuple[Op, str]] = field(default_factory=list)
-
-
-def _ids_to_look_up(batch: Iterable[Op], known_seq: Mapping[str, int]) -> set[str]:
-    """Contacts the batch touches but did not open: closes need their stored times,
-    and contacts without a remembered seq need their last seq (and to exist)."""
-    opened = {op.contact_id for op in batch if isinstance(op, OpenOp)}
-    ids: set[str] = set()
-    for op in batch:
-        if isinstance(op, EventOp | UpdateOp | CloseOp) and op.contact_id not in opened:
-            if isinstance(op, CloseOp) or op.contact_id not in known_seq:
-                ids.add(op.contact_id)
-    return ids
-
-
-async def _load_contacts(conn: AsyncConnection, ids: set[str]) -> dict[str, _Stored]:
-    if not ids:
-        return {}
-    last_seq = (
-        select(func.max(_EVENTS.c.seq))
-        .where(_EVENTS.c.contact_id == _CONTACTS.c.id)
-        .scalar_subquery()
-        .label("last_seq")
-    )
-    columns = [_CONTACTS.c[name] for name in _TIMING_COLUMNS]
-    ordered = sorted(ids)
-    stored: dict[str, _Stored] = {}
-    for start in range(0, len(ordered), _LOOKUP_CHUNK):
-        chunk = ordered[start : start + _LOOKUP_CHUNK]
-        stmt = select(_CONTACTS.c.id, *columns, last_seq).where(_CONTACTS.c.id.in_(chunk))
-        for row in await conn.execute(stmt):
-            mapping = row._mapping
-            timing = {name: mapping[name] for name in _TIMING_COLUMNS}
-            stored[mapping["id"]] = _Stored(timing, mapping["last_seq"])
-    return stored
-
-
-def _plan_batch(
-    batch: Iterable[Op], stored: Mapping[str, _Stored], known_seq: Mapping[str, int]
-) -> _Plan:
-    """Fold a batch, in order, into a few bulk statements.
-
-    Later updates of a contact override earlier ones, updates of a contact opened
-    in the same batch go into its INSERT, and closes see every earlier update.
-    """
-    plan = _Plan()
-    timing: dict[str, dict[str, Any]] = {}  # per contact, as of this point in the batch
-
-    def next_seq(contact_id: str) -> int | None:
-        seq = plan.next_seq.get(contact_id)
-        if seq is None:
-            candidates = []
-            if contact_id in known_seq:
-                candidates.append(known_seq[contact_id])
-            if (found := stored.get(contact_id)) is not None:
-                candidates.append(0 if found.last_seq is None else found.last_seq + 1)
-            if not candidates:
-                return None
-            seq = max(candidates)
-        plan.next_seq[contact_id] = seq + 1
-        return seq
-
-    def exists(contact_id: str) -> bool:
-        return contact_id in plan.next_seq or contact_id in known_seq or contact_id in stored
-
-    def set_fields(contact_id: str, values: Mapping[str, Any]) -> None:
-        target = plan.inserts.get(contact_id)
-        if target is None:
-            target = plan.updates.setdefault(contact_id, {})
-        target.update(values)
-        view = timing.get(contact_id)
-        if view is not None and view is not target:
-            view.update((k, v) for k, v in values.items() if k in _TIMING_COLUMNS)
-
-    def add_event(contact_id: str, seq: int, type_: str, at: datetime, data: Any) -> None:
-        plan.events.append(
-            {"contact_id": contact_id, "seq": seq, "type": type_, "at": at, "data": data}
+    async def _replay(self, run: str, report: RecoveryReport) -> None:
+        """Apply an earlier run's journal from its checkpoint on, then delete it."""
+        assert self._journal is not None
+        directory = self._journal.root / run
+        applied = await self._retrying(
+            f"reading the checkpoint of journal {run}", partial(self._checkpoint_of, run)
         )
+        reader = JournalReader(directory, (applied or 0) + 1)
+        replayed = 0
+        try:
+            while batch := await asyncio.to_thread(reader.read, self._batch_size):
+                await self._commit(run, batch, current=False)
+                replayed += len(batch)
+        finally:
+            reader.close()
+        report.runs += 1
+        report.replayed += replayed
+        report.corrupt += reader.corrupt
+        log.info("journal %s of an earlier run: %d changes replayed", run, replayed)
+        try:
+            await asyncio.to_thread(remove_run, directory)
+        except OSError as exc:
+            # Keep its checkpoint: with it, a later replay of these files skips everything.
+            log.error("journal %s replayed but not deleted: %s", directory, exc)
+            return
+        await self._retrying(f"forgetting journal {run}", partial(self._forget_checkpoint, run))
 
-    for op in batch:
-        if isinstance(op, AgentOp):
-            plan.agent_events.append(op.row)
-            continue
-        cid = op.contact_id
-        if isinstance(op, OpenOp):
-            if exists(cid):
-                plan.refused.append((op, "a contact with this id already exists"))
+    async def _checkpoint_of(self, run: str) -> int | None:
+        async with self._engine.connect() as conn:
+            return await applied_seq(conn, run)
+
+    async def _forget_checkpoint(self, run: str) -> None:
+        async with self._engine.begin() as conn:
+            await delete_checkpoint(conn, run)
+
+    async def _forget_own_checkpoint(self) -> None:
+        # Best effort: a leftover row is harmless (its run directory is gone).
+        try:
+            await self._forget_checkpoint(self._run)
+        except Exception as exc:
+            log.debug("journal checkpoint %s not deleted: %s", self._run, exc)
+
+    async def _find_open(self) -> list[tuple[str, datetime]]:
+        async with self._engine.connect() as conn:
+            return await open_contacts(conn, self._node)
+
+    async def _retrying(self, what: str, action: Callable[[], Awaitable[_T]]) -> _T:
+        delay = self.retry_initial_delay
+        last_error: str | None = None
+        while True:
+            try:
+                result = await action()
+            except Exception as exc:
+                error = _describe(exc)
+                if error != last_error:
+                    log.warning(
+                        "contact store: %s failed, retrying with back-off: %s",
+                        what,
+                        error,
+                        exc_info=not isinstance(exc, DBAPIError | OSError),
+                    )
+                    last_error = error
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max_delay)
                 continue
-            row = dict(op.row)
-            plan.inserts[cid] = row
-            timing[cid] = row
-            plan.next_seq[cid] = 1
-            add_event(cid, 0, "arrived", row["arrived_at"], {})
-            continue
-        if not exists(cid):
-            plan.refused.append((op, "no such contact"))
-            continue
-        if cid not in timing and cid in stored:
-            # From the first touch on, so the close sees updates earlier in the batch.
-            timing[cid] = dict(stored[cid].timing)
-        if isinstance(op, UpdateOp):
-            set_fields(cid, op.fields)
-        elif isinstance(op, EventOp):
-            seq = next_seq(cid)
-            assert seq is not None  # exists() checked above
-            add_event(cid, seq, op.type, op.at, op.data)
-        else:
-            if cid not in timing:  # only if the lookup did not find it
-                plan.refused.append((op, "no such contact"))
-                continue
-            wait, talk = _durations(timing[cid], op.at)
-            set_fields(
-                cid,
-                {
-                    "ended_at": op.at,
-                    "outcome": op.outcome,
-                    "disconnect_reason": op.disconnect_reason,
-                    "wait_seconds": wait,
-                    "talk_seconds": talk,
-                },
-            )
-            seq = next_seq(cid)
-            assert seq is not None
-            data = {"outcome": op.outcome, "disconnect_reason": op.disconnect_reason}
-            add_event(cid, seq, "ended", op.at, data)
-    return plan
-
-
-def _durations(timing: Mapping[str, Any], ended_at: datetime) -> tuple[float | None, float | None]:
-    """Wait: enqueued until answered (or until the end if never answered).
-    Talk: answered until the end, minus the time on hold. Never negative."""
-    enqueued_at: datetime | None = timing.get("enqueued_at")
-    answered_at: datetime | None = timing.get("answered_at")
-    hold: float = timing.get("hold_seconds") or 0.0
-    wait = None
-    if enqueued_at is not None:
-        wait = max(0.0, ((answered_at or ended_at) - enqueued_at).total_seconds())
-    talk = None
-    if answered_at is not None:
-        talk = max(0.0, (ended_at - answered_at).total_seconds() - hold)
-    return wait, talk
-
-
-async def _execute_plan(conn: AsyncConnection, plan: _Plan) -> None:
-    # Contacts first: events reference them.
-    if plan.inserts:
-        await conn.execute(insert(_CONTACTS), list(plan.inserts.values()))
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for contact_id, values in plan.updates.items():
-        if values:
-            params = {f"v_{name}": value for name, value in values.items()}
-            params["c_id"] = contact_id
-            groups.setdefault(tuple(sorted(values)), []).append(params)
-    for names, rows in groups.items():
-        stmt = (
-            update(_CONTACTS)
-            .where(_CONTACTS.c.id == bindparam("c_id"))
-            .values({name: bindparam(f"v_{name}", type_=_CONTACTS.c[name].type) for name in names})
-        )
-        await conn.execute(stmt, rows)
-    if plan.events:
-        await conn.execute(insert(_EVENTS), plan.events)
-    if plan.agent_events:
-        await conn.execute(insert(_AGENT_EVENTS), plan.agent_events)
+            if last_error is not None:
+                log.info("contact store: %s succeeded", what)
+            return result
 
 
 # -- helpers ------------------------------------------------------------------------------

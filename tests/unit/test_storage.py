@@ -1,4 +1,10 @@
-"""The contact store against real SQLite files: schema, recorder batching, failures, reads."""
+"""The contact store: schema, recorder batching, failures, reads.
+
+Every test that takes the ``engine`` fixture runs twice: against a SQLite file
+and against a real PostgreSQL 15 (``tests/integration/postgres_server.py``;
+marked ``integration``, so ``-m "not integration"`` keeps to SQLite). Tests of
+SQLite's own locking take ``sqlite_engine``.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +16,28 @@ import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccserver.storage import (
     AgentEvent,
+    Base,
     ContactRecorder,
     create_schema,
+    current_revision,
     find_contacts,
     get_contact,
     make_engine,
+    upgrade,
 )
-from ccserver.storage.recorder import Op
+from ccserver.storage.migrate import head_revision
+from ccserver.storage.recorder import Queued
+from tests.integration.postgres_server import PostgresServer, postgres_server  # noqa: F401
 
 T0 = datetime(2024, 5, 6, 9, 30, 0, 123456, tzinfo=UTC)
 WAIT = 10.0  # generous ceiling for every wait_for: a hang fails instead of blocking the run
@@ -39,14 +53,14 @@ class ObservedRecorder(ContactRecorder):
     retry_initial_delay = 0.02
     retry_max_delay = 0.2
 
-    def __init__(self, engine: AsyncEngine, *, batch_size: int = 500) -> None:
-        super().__init__(engine, batch_size=batch_size)
+    def __init__(self, engine: AsyncEngine, *, batch_size: int = 500, **options: Any) -> None:
+        super().__init__(engine, batch_size=batch_size, **options)
         self.failed = asyncio.Event()
         self.failures = 0
 
-    async def _write_batch(self, batch: Sequence[Op]) -> None:
+    async def _write_batch(self, run: str | None, batch: Sequence[Queued]) -> None:
         try:
-            await super()._write_batch(batch)
+            await super()._write_batch(run, batch)
         except Exception:
             self.failures += 1
             self.failed.set()
@@ -60,17 +74,43 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def engine(db_path: Path) -> AsyncIterator[AsyncEngine]:
+async def sqlite_engine(db_path: Path) -> AsyncIterator[AsyncEngine]:
     # A short busy timeout so a locked database fails fast instead of after 5 s.
     engine = make_engine(f"sqlite+aiosqlite:///{db_path}?timeout=0.2")
     yield engine
     await engine.dispose()
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+async def engine(request: pytest.FixtureRequest, db_path: Path) -> AsyncIterator[AsyncEngine]:
+    if request.param == "sqlite":
+        engine = make_engine(f"sqlite+aiosqlite:///{db_path}?timeout=0.2")
+    else:
+        server: PostgresServer = request.getfixturevalue("postgres_server")
+        engine = make_engine(server.create_database())
+    yield engine
+    await engine.dispose()
+
+
+async def started(recorder: ContactRecorder) -> ContactRecorder:
+    """Start and wait for the startup work (schema upgrade), so tests begin at steady state."""
+    await recorder.start()
+    await asyncio.wait_for(recorder.recover(), WAIT)
+    return recorder
+
+
 @pytest.fixture
 async def recorder(engine: AsyncEngine) -> AsyncIterator[ObservedRecorder]:
     recorder = ObservedRecorder(engine, batch_size=50)
-    await recorder.start()
+    await started(recorder)
+    yield recorder
+    await asyncio.wait_for(recorder.stop(), WAIT)
+
+
+@pytest.fixture
+async def sqlite_recorder(sqlite_engine: AsyncEngine) -> AsyncIterator[ObservedRecorder]:
+    recorder = ObservedRecorder(sqlite_engine, batch_size=50)
+    await started(recorder)
     yield recorder
     await asyncio.wait_for(recorder.stop(), WAIT)
 
@@ -105,12 +145,12 @@ def open_call(recorder: ContactRecorder, n: int = 0, seconds: float = 0.0) -> st
 
 
 async def test_sqlite_engine_creates_directory_and_tunes_connections(
-    engine: AsyncEngine, db_path: Path
+    sqlite_engine: AsyncEngine, db_path: Path
 ) -> None:
-    await create_schema(engine)
-    async with engine.connect() as conn:
+    await create_schema(sqlite_engine)
+    async with sqlite_engine.connect() as conn:
         assert (await conn.execute(text("PRAGMA journal_mode"))).scalar() == "wal"
-        assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 1  # NORMAL
+        assert (await conn.execute(text("PRAGMA synchronous"))).scalar() == 2  # FULL
         assert (await conn.execute(text("PRAGMA foreign_keys"))).scalar() == 1
     # WAL is a property of the file: a plain connection sees it too (a fresh
     # file in the wrong place would report "delete").
@@ -119,13 +159,49 @@ async def test_sqlite_engine_creates_directory_and_tunes_connections(
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         indexes = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='index'")}
     raw.close()
-    assert {"contacts", "contact_events", "agent_events"} <= tables
+    assert {"contacts", "contact_events", "agent_events", "customers", "alembic_version"} <= tables
     assert {
         "ix_contacts_arrived_at",
         "ix_contacts_caller_number",
         "ix_contacts_queue",
         "ix_contacts_agent",
     } <= indexes
+
+
+def _schema_differences(connection: Connection) -> list[Any]:
+    context = MigrationContext.configure(connection, opts={"compare_type": True})
+    return list(compare_metadata(context, Base.metadata))
+
+
+async def test_migrations_build_exactly_the_models(engine: AsyncEngine) -> None:
+    assert await current_revision(engine) is None
+    await upgrade(engine)
+    assert await current_revision(engine) == head_revision()
+    async with engine.connect() as conn:
+        assert await conn.run_sync(_schema_differences) == []
+    await upgrade(engine)  # at head: nothing to do, no error
+    assert await current_revision(engine) == head_revision()
+
+
+async def test_a_store_made_before_migrations_is_adopted(sqlite_engine: AsyncEngine) -> None:
+    # What create_schema() used to leave: the first revision's tables, no version table.
+    await upgrade(sqlite_engine, "0001")
+    async with sqlite_engine.begin() as conn:
+        await conn.execute(text("DROP TABLE alembic_version"))
+        await conn.execute(
+            text(
+                "INSERT INTO contacts (id, caller_number, dialed_number, direction, initiation,"
+                " sip_call_id, arrived_at, holds, attributes) VALUES ('old', '0600000001',"
+                " '5000', 'inbound', 'inbound', 'c@x', '2024-05-06 09:30:00.000000', 0, '{}')"
+            )
+        )
+    assert await current_revision(sqlite_engine) is None
+    await upgrade(sqlite_engine)
+    assert await current_revision(sqlite_engine) == head_revision()
+    old = await get_contact(sqlite_engine, "old")
+    assert old is not None and old.customer_id is None and old.arrived_at.tzinfo is UTC
+    async with sqlite_engine.connect() as conn:
+        assert await conn.run_sync(_schema_differences) == []
 
 
 # -- round trips --
@@ -275,8 +351,9 @@ async def test_find_contacts_newest_first(recorder: ObservedRecorder, engine: As
 
 
 async def test_enqueue_is_synchronous_even_while_the_database_is_locked(
-    recorder: ObservedRecorder, exclusive_lock: sqlite3.Connection
+    sqlite_recorder: ObservedRecorder, exclusive_lock: sqlite3.Connection
 ) -> None:
+    recorder = sqlite_recorder
     for name in ("open_contact", "event", "update", "close_contact", "agent_event"):
         assert not inspect.iscoroutinefunction(getattr(ContactRecorder, name)), name
     exclusive_lock.execute("BEGIN EXCLUSIVE")
@@ -306,6 +383,10 @@ async def test_update_validates_in_the_caller(recorder: ObservedRecorder) -> Non
         recorder.update(cid, answered_at=datetime(2024, 1, 1))
     with pytest.raises(ValueError, match="outcome must be one of"):
         recorder.close_contact(cid, outcome="lost", disconnect_reason="caller")
+    with pytest.raises(ValueError, match="cannot be stored"):
+        recorder.event(cid, "bad-data", {"value": object()})  # not JSON
+    with pytest.raises(ValueError, match="cannot be stored"):
+        recorder.event(cid, "nan", {"value": float("nan")})  # not JSON either
     with pytest.raises(ValueError, match="direction must be one of"):
         recorder.open_contact(
             caller_number="1", dialed_number="2", sip_call_id="c", direction="sideways"
@@ -379,11 +460,12 @@ async def test_flush_without_a_writer_refuses_to_hang(engine: AsyncEngine) -> No
 
 
 async def test_locked_database_is_retried_and_nothing_is_lost(
-    recorder: ObservedRecorder,
-    engine: AsyncEngine,
+    sqlite_recorder: ObservedRecorder,
+    sqlite_engine: AsyncEngine,
     exclusive_lock: sqlite3.Connection,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    recorder, engine = sqlite_recorder, sqlite_engine
     caplog.set_level(logging.INFO, logger="ccserver.storage")
     before = open_call(recorder, 1)
     await flush(recorder)
@@ -425,7 +507,8 @@ async def test_missing_table_is_retried_until_it_is_back(
     recorder.event(cid, "after-drop")
     await asyncio.wait_for(recorder.failed.wait(), WAIT)
     assert recorder.pending == 2
-    await create_schema(engine)
+    async with engine.begin() as conn:  # the migrations think it is there: recreate by hand
+        await conn.run_sync(Base.metadata.create_all)
     await flush(recorder)
     contact = await get_contact(engine, cid)
     assert contact is not None
@@ -440,7 +523,7 @@ async def test_refused_changes_are_set_aside_without_blocking_the_rest(
     cid = open_call(recorder)
     recorder.event(cid, "good-1")
     recorder.event("f" * 32, "orphan")  # no such contact
-    recorder.event(cid, "bad-data", {"value": object()})  # not JSON: refused when bound
+    recorder.update(cid, caller_number=None)  # NOT NULL: refused by both databases
     recorder.event(cid, "good-2")
     recorder.open_contact(
         caller_number="1", dialed_number="2", sip_call_id="dup", contact_id=cid
@@ -460,10 +543,11 @@ async def test_refused_changes_are_set_aside_without_blocking_the_rest(
 
 
 async def test_cancelled_stop_keeps_the_queue_for_a_restart(
-    engine: AsyncEngine, exclusive_lock: sqlite3.Connection
+    sqlite_engine: AsyncEngine, exclusive_lock: sqlite3.Connection
 ) -> None:
+    engine = sqlite_engine
     recorder = ObservedRecorder(engine)
-    await recorder.start()
+    await started(recorder)
     exclusive_lock.execute("BEGIN EXCLUSIVE")
     cid = open_call(recorder)
     recorder.event(cid, "queued")
