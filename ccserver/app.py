@@ -25,8 +25,10 @@ from ccserver.media.endpoint import RtpPorts
 from ccserver.media.player import EncodedAudio, MediaClock
 from ccserver.registration import Registrations
 from ccserver.sip_endpoint import SipEndpoint
+from ccserver.storage.customers import seed_customers
 from ccserver.storage.database import make_engine
 from ccserver.storage.recorder import ContactRecorder
+from cti.customers import CustomerDirectory, DatabaseCustomerProvider
 from ivr.tts import PromptRenderer, load_wav_8k, tone
 
 log = logging.getLogger("ccserver")
@@ -60,6 +62,7 @@ class Node:
         self.started_at = 0.0
         self.engine: Any = None
         self.recorder: ContactRecorder | None = None
+        self.customers: CustomerDirectory | None = None
         self.renderer: PromptRenderer | None = None
         self.prompts: dict[tuple[str, str], EncodedAudio] = {}
         self.sip: SipEndpoint | None = None
@@ -86,8 +89,19 @@ class Node:
             self.prompts[key] = EncodedAudio(p.pcm, p.text)
 
         self.engine = make_engine(cfg.database_url)
-        self.recorder = ContactRecorder(self.engine, node=cfg.server.node_name)
+        # Every change is journalled on local disk before the database sees
+        # it, so an outage or a crash loses nothing acknowledged.
+        self.recorder = ContactRecorder(
+            self.engine, node=cfg.server.node_name, journal_dir=cfg.data_dir / "journal"
+        )
         await self.recorder.start()
+        await self._recover_and_seed()
+        self.customers = CustomerDirectory(
+            DatabaseCustomerProvider(self.engine),
+            default_country_code=cfg.cti.default_country_code,
+            contact_store=self.engine,
+            timeout=cfg.cti.lookup_timeout,
+        )
 
         moh_path = cfg.resolve_moh(cfg.media.moh)
         moh = EncodedAudio(load_wav_8k(moh_path) if moh_path else hold_music(), "moh")
@@ -153,6 +167,33 @@ class Node:
             time.monotonic() - t0,
         )
 
+    async def _recover_and_seed(self) -> None:
+        """Replay what a previous run journalled, close its interrupted contacts,
+        load the demo customers; a database that is down only delays this."""
+        assert self.recorder is not None
+        cfg = self.cfg
+        try:
+            async with asyncio.timeout(15):
+                report = await self.recorder.recover()
+                log.info(
+                    "contact store ready: %d journal run(s) replayed (%d changes), "
+                    "%d interrupted contact(s) closed",
+                    report.runs,
+                    report.replayed,
+                    len(report.interrupted),
+                )
+                if cfg.cti.customers_file is not None:
+                    path = cfg.source_dir / cfg.cti.customers_file
+                    if path.exists():
+                        await seed_customers(
+                            self.engine, path, default_country_code=cfg.cti.default_country_code
+                        )
+        except TimeoutError:
+            log.warning(
+                "database unreachable at start: calls are journalled and will be written "
+                "when it is back; customers not loaded yet"
+            )
+
     async def _start_http(self) -> None:
         app = web.Application()
         app.router.add_get("/api/health", self._health)
@@ -184,6 +225,8 @@ class Node:
         self.clock.close()
         if self._http is not None:
             await self._http.cleanup()
+        if self.customers is not None:
+            await self.customers.close()
         if self.recorder is not None:
             await self.recorder.stop()
         if self.engine is not None:

@@ -30,6 +30,7 @@ from ccserver.config.messages import (
 )
 from ccserver.config.schema import (
     Config,
+    CtiConfig,
     DatabaseConfig,
     Did,
     DidNumber,
@@ -167,6 +168,7 @@ _SECTIONS: dict[str, _Schema[Any]] = {
     "server": _Schema.of(ServerConfig),
     "database": _Schema.of(DatabaseConfig),
     "state": _Schema.of(StateConfig),
+    "cti": _Schema.of(CtiConfig),
     "media": _Schema.of(MediaConfig),
     "tts": _Schema.of(TtsConfig),
 }

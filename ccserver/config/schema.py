@@ -415,6 +415,18 @@ class Flow(_Model):
 # ------------------------------------------------------------------ the whole
 
 
+class CtiConfig(_Model):
+    """``[cti]``: who is calling: customer lookup for screen pops and routing."""
+
+    default_country_code: str = Field(default="33", pattern=r"^[1-9][0-9]{0,2}$")
+    """Country code for national caller numbers (``0600000001`` -> ``+33600000001``)."""
+    customers_file: str | None = "customers.csv"
+    """Demo or bootstrap customers, loaded when the customers table is empty; relative to
+    the config directory; None loads nothing."""
+    lookup_timeout: float = Field(default=0.5, gt=0, le=10)
+    """A lookup slower than this counts as an unknown caller; calls never wait longer."""
+
+
 class Config(_Model):
     """Everything a node needs to start, as loaded from one config directory."""
 
@@ -423,6 +435,7 @@ class Config(_Model):
     state: StateConfig = StateConfig()
     media: MediaConfig = MediaConfig()
     tts: TtsConfig = TtsConfig()
+    cti: CtiConfig = CtiConfig()
     extensions: dict[ExtensionNumber, Extension] = Field(default_factory=dict)
     trunks: dict[Name, Trunk] = Field(default_factory=dict)
     dids: dict[DidNumber, Did] = Field(default_factory=dict)
