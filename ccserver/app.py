@@ -8,6 +8,7 @@ writer, so a clean stop loses no event.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 from aiohttp import web
 
-from acd.router import QueueSpec, Router
+from acd.config import router_from_config
 from ccserver.calls.service import CallService, CallSettings
 from ccserver.config import Config
 from ccserver.events import EventBus
@@ -29,6 +30,7 @@ from ccserver.storage.customers import seed_customers
 from ccserver.storage.database import make_engine
 from ccserver.storage.recorder import ContactRecorder
 from cti.customers import CustomerDirectory, DatabaseCustomerProvider
+from ivr.nodes import prompt_texts
 from ivr.tts import PromptRenderer, load_wav_8k, tone
 
 log = logging.getLogger("ccserver")
@@ -42,16 +44,6 @@ def hold_music() -> np.ndarray:
         parts.append(tone(chord, 0.45, level_dbfs=-18.0))
         parts.append(np.zeros(400, dtype=np.int16))
     return np.concatenate(parts)
-
-
-def flow_prompts(cfg: Config) -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for flow in cfg.flows.values():
-        for node in flow.nodes.values():
-            text = getattr(node, "prompt", None)
-            if text:
-                out.append((text, flow.language))
-    return out
 
 
 class Node:
@@ -75,6 +67,21 @@ class Node:
     def prompt(self, text: str, voice: str) -> EncodedAudio | None:
         return self.prompts.get((text, voice))
 
+    async def render(self, text: str, voice: str) -> EncodedAudio:
+        """Synthesis during a call (announcements): cached like the static prompts."""
+        ready = self.prompts.get((text, voice))
+        if ready is None:
+            assert self.renderer is not None
+            p = await self.renderer.render(text, voice)
+            ready = self.prompts.setdefault((text, voice), EncodedAudio(p.pcm, p.text))
+        return ready
+
+    async def lookup(self, number: str, call_id: str) -> Any:
+        """The customer calling from `number`, or None; never slower than [cti] allows."""
+        if self.customers is None:
+            return None
+        return await self.customers.lookup_by_number(number, call=call_id)
+
     async def start(self) -> None:
         cfg = self.cfg
         t0 = time.monotonic()
@@ -84,7 +91,7 @@ class Node:
             cfg.tts_cache_dir, default_voice=cfg.tts.voice, rate=cfg.tts.rate
         )
         self.renderer.check()
-        rendered = await self.renderer.render_all(flow_prompts(cfg))
+        rendered = await self.renderer.render_all(prompt_texts(cfg.flows.values()))
         for key, p in rendered.items():
             self.prompts[key] = EncodedAudio(p.pcm, p.text)
 
@@ -107,12 +114,7 @@ class Node:
         moh = EncodedAudio(load_wav_8k(moh_path) if moh_path else hold_music(), "moh")
 
         agents = cfg.agents()
-        router = Router(
-            {
-                name: QueueSpec(name, tuple(q.members), q.ring_timeout, q.wrap_up, q.strategy)
-                for name, q in cfg.queues.items()
-            }
-        )
+        router = router_from_config(cfg)
         settings = CallSettings(
             host=cfg.server.advertised_address,
             codecs=list(cfg.media.codecs),
@@ -148,12 +150,17 @@ class Node:
             self.prompt,
             moh,
             self.bus,
+            render=self.render,
+            lookup=self.lookup,
         )
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip
         await self.sip.start(cfg.server.bind, cfg.server.sip_port, list(cfg.server.sip_transports))
 
         await self._start_http()
+        # Everything loaded so far lives as long as the process: keep it out of
+        # the collector's way so routing and RTP do not pause for it.
+        gc.freeze()
         self.started_at = time.time()
         host, port = self.sip.address
         log.info(

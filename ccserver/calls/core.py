@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from acd.router import Router
@@ -23,6 +23,7 @@ from ccserver.registration import Registrations
 from ccserver.sip.dialog import InviteRetransmitter, make_cancel
 from ccserver.sip.message import Request, Response, make_response, new_branch
 from ccserver.sip.uri import SipUri, Via
+from ivr import flow as ivr
 
 log = logging.getLogger("ccserver.calls")
 
@@ -41,6 +42,8 @@ class CallCore:
         prompt: Callable[[str, str], EncodedAudio | None],
         moh: EncodedAudio,
         bus: EventBus | None = None,
+        render: Callable[[str, str], Awaitable[EncodedAudio]] | None = None,
+        lookup: Callable[[str, str], Awaitable[Any]] | None = None,
     ) -> None:
         self.s = settings
         self.reg = registrations
@@ -51,6 +54,8 @@ class CallCore:
         self.prompt = prompt
         self.moh = moh
         self.bus = bus or EventBus()
+        self._render = render
+        self.lookup = lookup  # (caller number, call id) -> Customer | None, time-bounded
         self.sip: Any = None  # SipEndpoint, set by the app after construction
         self.calls: dict[str, Call] = {}  # contact id -> call
         self._legs: dict[str, tuple[Call, Leg]] = {}  # SIP Call-ID -> (call, leg)
@@ -157,8 +162,22 @@ class CallCore:
         leg.endpoint.close()
         self._legs.pop(leg.call_id, None)
 
+    async def render(self, text: str, voice: str) -> EncodedAudio:
+        """Audio for text only known during the call (announcements, balances)."""
+        ready: EncodedAudio | None = self.prompt(text, voice)
+        if ready is not None:
+            return ready
+        if self._render is None:
+            raise RuntimeError("no prompt renderer configured")
+        return await self._render(text, voice)
+
     # -- hooks implemented by the feature parts ----------------------------------
-    def _enqueue(self, call: Call, queue: str, priority: int) -> None:
+    def _flow_actions(self, call: Call, actions: list[ivr.Action]) -> None:
+        raise NotImplementedError
+
+    def _enqueue(
+        self, call: Call, queue: str, priority: int, skills: dict[str, int] | None = None
+    ) -> None:
         raise NotImplementedError
 
     def _start_entry(self, call: Call, entry: tuple[str, str]) -> None:

@@ -43,8 +43,12 @@ class Call:
     flow: ivr.FlowRun | None = None
     flow_timer: asyncio.TimerHandle | None = None
     queue: str | None = None
-    agent_leg: Leg | None = None
+    agent_leg: Leg | None = None  # the agent's leg once answered
+    ringing: dict[str, Leg] = field(default_factory=dict)  # agent -> leg being rung
     ring_timer: asyncio.TimerHandle | None = None
+    customer: Any = None  # the CTI lookup's Customer, if the caller is known
+    tier: str | None = None  # the customer's tier, for the queue priority
+    voice: str = "en"  # the language the caller is spoken to in
     answered: bool = False
     holds: int = 0
     hold_seconds: float = 0.0

@@ -1,9 +1,17 @@
-"""The ACD side of a call: queueing, offering to agents, ringing and connecting them."""
+"""The ACD side of a call: queueing, offering to agents, ringing and connecting them.
+
+The router (`acd.router`) decides; this module carries its decisions out on
+real SIP legs: an `Offer` rings an agent's phone (several at once for a
+ring-all queue), a `Withdraw` cancels the phones that lost, an `Announce`
+speaks the caller's place and expected wait between bars of hold music, and
+an `Overflow` moves the caller on when it waited too long.
+"""
 
 from __future__ import annotations
 
 import random
 
+from acd.decisions import Announce, Overflow
 from acd.router import Offer
 from ccserver.calls.core import CallCore
 from ccserver.calls.leg import Address, Leg
@@ -14,38 +22,57 @@ from ccserver.sip.dialog import Dialog
 from ccserver.sip.headers import Headers
 from ccserver.sip.message import Request, Response, new_call_id, new_tag
 from ccserver.sip.uri import NameAddr, SipUri
+from ivr import flow as ivr
 
 
 class QueueRouting(CallCore):
-    """Executes the router's decisions: ring an agent, re-route on no answer, bridge on answer."""
+    """Executes the router's decisions on the calls and phones of this node."""
 
-    def _enqueue(self, call: Call, queue: str, priority: int) -> None:
+    def _enqueue(
+        self, call: Call, queue: str, priority: int, skills: dict[str, int] | None = None
+    ) -> None:
         call.state = "queued"
         call.queue = queue
         self.clock.play(call.caller.endpoint, [self.moh], loop=True)
         self.recorder.update(call.contact_id, queue=queue, enqueued_at=_utcnow())
-        self._note(call, "queued", {"queue": queue, "priority": priority})
+        self._note(call, "queued", {"queue": queue, "priority": priority, "tier": call.tier})
         call.log.info("queued in %s", queue)
-        self._apply(self.router.enqueue(call.contact_id, queue, self.now(), priority))
+        offers = self.router.enqueue(
+            call.contact_id, queue, self.now(), priority, skills=skills, tier=call.tier
+        )
+        self._apply(offers)
 
     def _apply(self, offers: list[Offer]) -> None:
+        """Carry out offers, then whatever the router decided on its own, then re-arm."""
         self._record_agent_changes()
         for o in offers:
-            call = self.calls.get(o.call_id)
+            self._offer(o)
+        for decision in self.router.take_decisions():
+            call = self.calls.get(decision.call_id)
             if call is None or call.state == "ended":
-                self.router.remove(o.call_id, self.now())
                 continue
-            bindings = self.reg.lookup(o.agent, self.now())
-            if not bindings:
-                # The phone is gone: log the agent out and try the next one.
-                self._apply_later(self.router.logout(o.agent, self.now(), "unregistered"))
-                continue
-            task = self.loop.create_task(
-                self._ring_agent(call, o, bindings[0].contact, bindings[0].source)
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            if isinstance(decision, Announce):
+                self._announce(call, decision)
+            elif isinstance(decision, Overflow):
+                self._overflow(call, decision)
+        self._record_agent_changes()
         self._arm_router()
+
+    def _offer(self, o: Offer) -> None:
+        call = self.calls.get(o.call_id)
+        if call is None or call.state == "ended":
+            self.router.remove(o.call_id, self.now())
+            return
+        bindings = self.reg.lookup(o.agent, self.now())
+        if not bindings:
+            # The phone is gone: log the agent out and try the next one.
+            self._apply_later(self.router.logout(o.agent, self.now(), "unregistered"))
+            return
+        task = self.loop.create_task(
+            self._ring_agent(call, o, bindings[0].contact, bindings[0].source)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _apply_later(self, offers: list[Offer]) -> None:
         self.loop.call_soon(self._apply, offers)
@@ -83,6 +110,70 @@ class QueueRouting(CallCore):
         )
         self._apply(offers)
 
+    # -- what the router decides on its own ----------------------------------------
+    def _announce(self, call: Call, d: Announce) -> None:
+        """Speak the caller's place and estimated wait, then back to hold music."""
+        parts = []
+        if d.position is not None:
+            parts.append(f"You are number {d.position} in line.")
+        if d.estimated_wait is not None:
+            minutes = max(1, round(d.estimated_wait / 60))
+            unit = "minutes" if minutes > 1 else "minute"
+            parts.append(f"Your estimated waiting time is about {minutes} {unit}.")
+        if not parts:
+            return
+        text = " ".join(parts)
+        self._note(
+            call,
+            "announced",
+            {"queue": d.queue, "position": d.position, "estimated_wait": d.estimated_wait},
+        )
+
+        async def speak() -> None:
+            audio = await self.render(text, call.voice)
+            if call.state != "queued":
+                return  # an agent is ringing or answered meanwhile: keep quiet
+            pb = self.clock.play(call.caller.endpoint, [audio])
+
+            def back_to_music(done: object) -> None:
+                if call.state == "queued" and not self.clock.is_playing(call.caller.endpoint):
+                    self.clock.play(call.caller.endpoint, [self.moh], loop=True)
+
+            pb.done.add_done_callback(back_to_music)
+
+        task = self.loop.create_task(speak())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _overflow(self, call: Call, d: Overflow) -> None:
+        """The caller waited too long (or nobody can serve the queue): move it on."""
+        self._note(
+            call,
+            "overflow",
+            {"from": d.queue, "kind": d.destination_kind, "to": d.destination,
+             "reason": d.reason, "waited": round(d.waited, 3)},
+        )  # fmt: skip
+        call.log.info("overflow from %s to %s %s (%s)", d.queue, d.destination_kind,
+                      d.destination, d.reason)  # fmt: skip
+        if d.destination_kind == "queue":
+            # The router already moved the call; follow it.
+            call.queue = d.destination
+            self.recorder.update(call.contact_id, queue=d.destination)
+        elif d.destination_kind == "flow" and d.destination in self.s.flows:
+            self.clock.stop(call.caller.endpoint)
+            call.state = "ivr"
+            run = ivr.FlowRun(self.s.flows[d.destination], d.destination)
+            call.flow = run
+            self._flow_actions(call, run.start(self.now()))
+        elif d.destination_kind == "hangup":
+            self._hangup_leg(call, call.caller, "system", send_bye=True, outcome="overflowed")
+        else:
+            # Voicemail and callback destinations are carried out by the IVR
+            # nodes of those names; without one, the caller keeps waiting.
+            call.log.warning("overflow to %s is not available: caller keeps waiting",
+                             d.destination_kind)  # fmt: skip
+
+    # -- ringing agents -------------------------------------------------------------
     async def _ring_agent(self, call: Call, o: Offer, contact: str, source: Address) -> None:
         endpoint = await self.ports.open("agent")
         if call.state == "ended":
@@ -111,33 +202,42 @@ class QueueRouting(CallCore):
         h.add("Content-Type", "application/sdp")
         invite = Request("INVITE", target, h, sdp.to_bytes())
         leg = Leg("uac", endpoint, invite, source, offer=sdp, agent=o.agent)
-        call.agent_leg = leg
+        call.ringing[o.agent] = leg
         call.state = "ringing"
         self._legs[invite.call_id] = (call, leg)
         self.recorder.update(call.contact_id, agent=o.agent)
-        self._note(call, "offered", {"agent": o.agent, "queue": o.queue})
+        self._note(call, "offered", {"agent": o.agent, "queue": o.queue, "ring_all": o.ring_all})
         call.log.info("offering to agent %s at %s", o.agent, contact)
         leg.client_tx = self.sip.send_request(
             invite, source, lambda r: self._agent_response(call, leg, r)
         )
-        timeout = self.s.queue_ring_timeout.get(o.queue, 15.0)
-        call.ring_timer = self.loop.call_later(timeout, self._ring_timeout, call, leg)
+        if call.ring_timer is None:
+            timeout = self.s.queue_ring_timeout.get(o.queue, 15.0)
+            call.ring_timer = self.loop.call_later(timeout, self._ring_timeout, call)
 
-    def _ring_timeout(self, call: Call, leg: Leg) -> None:
-        call.ring_timer = None
-        if leg.state in ("confirmed", "terminated") or leg.cancelled:
-            return
-        call.log.info("agent %s did not answer", leg.agent)
-        self._cancel_leg(leg, "no-answer")
-        if not leg.provisional:
-            # Not even a 100 Trying: the phone is unreachable. Re-route now
-            # instead of waiting 32 s for Timer B; the leg cleans up later.
+    def _stop_ringing(self, call: Call, why: str, keep: Leg | None = None) -> list[str]:
+        """CANCEL every phone still ringing for the call (but `keep`); the router is told
+        separately. Their final responses only clean up (`released`)."""
+        stopped = []
+        for agent, leg in list(call.ringing.items()):
+            if leg is keep:
+                continue
+            del call.ringing[agent]
             leg.released = True
-            if call.agent_leg is leg:
-                call.agent_leg = None
-            call.state = "queued"
-            self._note(call, "no_answer", {"agent": leg.agent, "status": None})
-            self._apply(self.router.no_answer(call.contact_id, self.now()))
+            self._cancel_leg(leg, why)
+            stopped.append(agent)
+        return stopped
+
+    def _ring_timeout(self, call: Call) -> None:
+        call.ring_timer = None
+        if call.state != "ringing":
+            return
+        agents = self._stop_ringing(call, "no-answer")
+        call.log.info("no answer from %s", ", ".join(agents))
+        call.state = "queued"
+        for agent in agents:
+            self._note(call, "no_answer", {"agent": agent})
+        self._apply(self.router.no_answer(call.contact_id, self.now()))
 
     def _agent_response(self, call: Call, leg: Leg, resp: Response) -> None:
         status = resp.status
@@ -154,41 +254,36 @@ class QueueRouting(CallCore):
             leg.dialog = Dialog.from_uac(leg.invite, resp)
             leg.state = "confirmed"
             self._send_ack(leg, resp)
-            if leg.cancelled or call.state == "ended":
-                # Answered after we gave up: ACK then BYE (RFC 3261 §15).
+            if leg.released or leg.cancelled or call.state in ("ended", "bridged"):
+                # Answered after we gave up, or another phone won: ACK then BYE
+                # (RFC 3261 §15).
                 self._send_bye(leg)
                 self._release_leg(leg)
                 return
             self._agent_answered(call, leg, resp)
             return
-        # Final failure: the phone refused, or our CANCEL took effect.
-        if leg.released:
-            # The router moved on already (a phone that never answered at all).
-            leg.state = "terminated"
-            self._release_leg(leg)
-            return
-        if call.ring_timer is not None:
-            call.ring_timer.cancel()
-            call.ring_timer = None
+        # A final failure: the phone refused, or our CANCEL took effect.
         leg.state = "terminated"
         self._release_leg(leg)
-        if call.agent_leg is leg:
-            call.agent_leg = None
-        if call.state == "ended":
-            return
-        call.state = "queued"
+        if leg.released or call.state == "ended":
+            return  # the router moved on already
+        assert leg.agent is not None
+        call.ringing.pop(leg.agent, None)
+        if not call.ringing:
+            call.state = "queued"
+            if call.ring_timer is not None:
+                call.ring_timer.cancel()
+                call.ring_timer = None
         now = self.now()
-        if leg.cancelled == "no-answer" or status == 408:
+        if status == 408:
             self._note(call, "no_answer", {"agent": leg.agent, "status": status})
-            self._apply(self.router.no_answer(call.contact_id, now))
+            self._apply(self.router.no_answer(call.contact_id, now, agent=leg.agent))
         else:
             self._note(call, "declined", {"agent": leg.agent, "status": status})
-            self._apply(self.router.declined(call.contact_id, now))
+            self._apply(self.router.declined(call.contact_id, now, agent=leg.agent))
 
     def _agent_answered(self, call: Call, leg: Leg, resp: Response) -> None:
-        if call.ring_timer is not None:
-            call.ring_timer.cancel()
-            call.ring_timer = None
+        assert leg.agent is not None
         try:
             assert leg.offer is not None
             audio = negotiate_answer(leg.offer, SessionDescription.parse(resp.body))
@@ -196,16 +291,34 @@ class QueueRouting(CallCore):
             call.log.warning("agent %s answered with unusable SDP: %s", leg.agent, exc)
             self._send_bye(leg)
             self._release_leg(leg)
-            self._apply(self.router.no_answer(call.contact_id, self.now(), "bad media"))
+            call.ringing.pop(leg.agent, None)
+            if not call.ringing:
+                call.state = "queued"
+            self._apply(
+                self.router.no_answer(call.contact_id, self.now(), "bad media", agent=leg.agent)
+            )
             return
+        if call.ring_timer is not None:
+            call.ring_timer.cancel()
+            call.ring_timer = None
+        call.ringing.pop(leg.agent, None)
+        withdrawn = self.router.answered(call.contact_id, self.now(), agent=leg.agent)
+        # Ring-all: the other phones stop ringing.
+        for w in withdrawn:
+            other = call.ringing.pop(w.agent, None)
+            if other is not None:
+                other.released = True
+                self._cancel_leg(other, "answered-elsewhere")
+        self._stop_ringing(call, "answered-elsewhere")
         leg.endpoint.configure(audio)
         self.clock.stop(call.caller.endpoint)
         call.caller.endpoint.bridge(leg.endpoint)
         leg.endpoint.bridge(call.caller.endpoint)
+        call.agent_leg = leg
         call.state = "bridged"
         call.answered = True
-        self.router.answered(call.contact_id, self.now())
         self._record_agent_changes()
+        self._arm_router()
         self.recorder.update(call.contact_id, answered_at=_utcnow(), agent=leg.agent)
         self._note(call, "answered", {"agent": leg.agent, "codec": audio.codec})
         call.log.info(

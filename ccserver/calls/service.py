@@ -180,6 +180,11 @@ class CallService(FlowSteps, QueueRouting):
             codec = audio.codec
         frm = request.from_
         caller_number = frm.uri.user or "anonymous"
+        # Who is calling, before the first prompt: the tier sets the queue
+        # priority and the record pops on the agent's screen. Time-bounded.
+        customer = None
+        if self.lookup is not None and caller_number != "anonymous":
+            customer = await self.lookup(caller_number, request.call_id)
         contact_id = self.recorder.open_contact(
             caller_number=caller_number,
             caller_name=frm.display,
@@ -200,6 +205,10 @@ class CallService(FlowSteps, QueueRouting):
             },
         )
         self.calls[contact_id] = call
+        if customer is not None:
+            call.customer = customer
+            call.tier = str(customer.tier).lower()
+            self.recorder.update(contact_id, customer_id=customer.id, caller_name=customer.name)
         self._legs[request.call_id] = (call, leg)
         endpoint.on_dtmf = lambda d: self._on_digit(call, d, "rfc4733")
 
@@ -376,12 +385,18 @@ class CallService(FlowSteps, QueueRouting):
         now = self.now()
         agent_leg = call.agent_leg
         if previous in ("queued", "ringing"):
-            ringing_agent = self.router.remove(call.contact_id, now)
-            if ringing_agent is not None:
-                self._record_agent_changes()
-            if agent_leg is not None and agent_leg.state != "confirmed":
-                self._cancel_leg(agent_leg, "caller-gone")
-            self._note(call, "abandoned", {"queue": call.queue})
+            departure = self.router.abandon(call.contact_id, now)
+            self._stop_ringing(call, "caller-gone")
+            self._record_agent_changes()
+            self._note(
+                call,
+                "abandoned",
+                {
+                    "queue": call.queue,
+                    "waited": round(departure.waited, 3) if departure else None,
+                    "position": departure.position if departure else None,
+                },
+            )
         for leg in (call.caller, agent_leg):
             if leg is None:
                 continue

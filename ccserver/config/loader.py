@@ -19,8 +19,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import Field, TypeAdapter, ValidationError
 
+from ccserver.config.flows import (
+    BUILTIN_VARIABLES,
+    Flow,
+    FlowDefaults,
+    Node,
+    SurveyNode,
+    flow_refs,
+    node_targets,
+    node_templates,
+    template_names,
+    variables_set,
+)
 from ccserver.config.messages import (
     _pydantic_problems,
     _reason,
@@ -29,6 +41,7 @@ from ccserver.config.messages import (
     _unknown_key,
 )
 from ccserver.config.schema import (
+    AcdConfig,
     Config,
     CtiConfig,
     DatabaseConfig,
@@ -36,15 +49,10 @@ from ccserver.config.schema import (
     DidNumber,
     Extension,
     ExtensionNumber,
-    Flow,
     Language,
     MediaConfig,
-    MenuNode,
     Name,
-    Node,
-    PlayNode,
     Queue,
-    QueueNode,
     ServerConfig,
     StateConfig,
     Trunk,
@@ -171,6 +179,7 @@ _SECTIONS: dict[str, _Schema[Any]] = {
     "cti": _Schema.of(CtiConfig),
     "media": _Schema.of(MediaConfig),
     "tts": _Schema.of(TtsConfig),
+    "acd": _Schema.of(AcdConfig),
 }
 
 
@@ -202,10 +211,13 @@ _HOME_OF_TABLE = {
 
 
 class _FlowSettings(_Model):
-    """The ``[flow]`` table of a flow file."""
+    """The ``[flow]`` table of a flow file (``[flow.defaults]`` inside it)."""
 
     language: Language | None = None
     start: str
+    defaults: FlowDefaults = FlowDefaults()
+    survey: str | None = None
+    attach: tuple[Name, ...] = Field(default=(), strict=False)
 
 
 _FLOW_SETTINGS = _Schema.of(_FlowSettings)
@@ -298,6 +310,9 @@ class _Loader:
                 language=parts.settings.language or default_voice,
                 start=parts.settings.start,
                 nodes=parts.nodes,
+                defaults=parts.settings.defaults,
+                survey=parts.settings.survey,
+                attach=parts.settings.attach,
             )
             for parts in flow_parts
             if parts.complete and parts.settings is not None
@@ -489,6 +504,7 @@ class _References:
         if "media" in self.sections:
             self._check_moh(SERVER_FILE, "media.moh", self.config.media.moh)
         self._check_dids()
+        self._check_extensions()
         self._check_queues()
         self._check_trunks()
         for parts in self.flows:
@@ -524,16 +540,35 @@ class _References:
             if did.queue is not None:
                 self._check_queue_ref(_DIDS.file, f"dids.{number}.queue", did.queue)
 
+    def _check_extensions(self) -> None:
+        for number, extension in self.config.extensions.items():
+            if extension.skills and not extension.agent:
+                self.loader.error(
+                    _EXTENSIONS.file,
+                    f"extensions.{number}.skills",
+                    "only agents have skills: set agent = true",
+                )
+
     def _check_queues(self) -> None:
         for name, queue in self.config.queues.items():
             prefix = f"queues.{name}"
             seen: set[str] = set()
             for index, member in enumerate(queue.members):
                 self._check_member(f"{prefix}.members.{index}", member, seen)
-            if queue.overflow is not None:
-                self._check_overflow(name, queue.overflow)
+            for member in queue.penalties:
+                if member not in seen:
+                    self.loader.error(
+                        _QUEUES.file,
+                        f"{prefix}.penalties.{member}",
+                        f"{member} is not a member of this queue (add it to members)",
+                    )
+            target = queue.overflow_target
+            if target is not None:
+                self._check_overflow(name, target)
             if queue.moh is not None:
                 self._check_moh(_QUEUES.file, f"{prefix}.moh", queue.moh)
+            self._check_escalation(name, queue)
+            self._check_skills(name, queue)
 
     def _check_member(self, key: str, member: str, seen: set[str]) -> None:
         if member in seen:
@@ -554,26 +589,88 @@ class _References:
                 f"extension {member} is not an agent (set agent = true in {_EXTENSIONS.file})",
             )
 
-    def _check_overflow(self, name: str, target: str) -> None:
+    def _check_overflow(self, name: str, target: tuple[str | None, str]) -> None:
         key = f"queues.{name}.overflow"
+        kind, dest = target
         queues = self.queue_names or set()
-        is_queue = target in queues
-        is_flow = target in self.flow_names
-        if target == name:
+        is_queue = dest in queues
+        is_flow = dest in self.flow_names
+        if kind in ("queue", None) and dest == name:
             self.loader.error(_QUEUES.file, key, "a queue cannot overflow into itself")
-        elif is_queue and is_flow:
+        elif kind is None and is_queue and is_flow:
             self.loader.error(
                 _QUEUES.file,
                 key,
-                f"ambiguous: {target!r} names both a queue and a flow; rename one of them",
+                f"ambiguous: {dest!r} names both a queue and a flow; "
+                f"write 'queue:{dest}' or 'flow:{dest}'",
             )
-        elif not is_queue and not is_flow:
+        elif kind is None and not is_queue and not is_flow:
             self.loader.error(
                 _QUEUES.file,
                 key,
-                f"unknown queue or flow {target!r} "
+                f"unknown queue or flow {dest!r} "
                 f"({_defined('queues', queues)}; {_defined('flows', self.flow_names)})",
             )
+        elif kind == "queue":
+            self._check_queue_ref(_QUEUES.file, key, dest)
+        elif kind == "flow" and not is_flow:
+            self.loader.error(
+                _QUEUES.file, key, f"unknown flow {dest!r} ({_defined('flows', self.flow_names)})"
+            )
+
+    def _check_escalation(self, name: str, queue: Queue) -> None:
+        previous = 0.0
+        for index, step in enumerate(queue.escalation):
+            key = f"queues.{name}.escalation.{index}"
+            if step.after <= previous:
+                self.loader.error(
+                    _QUEUES.file,
+                    f"{key}.after",
+                    f"must be later than the step before ({previous:g} s): steps run in order",
+                )
+            previous = max(previous, step.after)
+            if queue.max_wait is not None and step.after >= queue.max_wait:
+                self.loader.warn(
+                    _QUEUES.file,
+                    f"{key}.after",
+                    f"never reached: calls overflow after max_wait ({queue.max_wait:g} s)",
+                )
+            for n, other in enumerate(step.add_queues):
+                if other == name:
+                    self.loader.error(
+                        _QUEUES.file, f"{key}.add_queues.{n}", "a queue is always its own"
+                    )
+                else:
+                    self._check_queue_ref(_QUEUES.file, f"{key}.add_queues.{n}", other)
+            known = set(queue.required_skills) | self._all_skills()
+            for n, skill in enumerate(step.drop):
+                if skill not in known:
+                    self.loader.warn(
+                        _QUEUES.file,
+                        f"{key}.drop.{n}",
+                        f"no agent has skill {skill!r} and the queue does not require it",
+                    )
+
+    def _all_skills(self) -> set[str]:
+        return {skill for ext in self.config.extensions.values() for skill in ext.skills}
+
+    def _check_skills(self, name: str, queue: Queue) -> None:
+        """Warn when no member could ever take the queue's calls as configured."""
+        if not queue.required_skills or self.extension_names is None:
+            return
+        members = [self.config.extensions.get(m) for m in queue.members]
+        if any(
+            ext is not None
+            and all(ext.skills.get(s, 0) >= level for s, level in queue.required_skills.items())
+            for ext in members
+        ):
+            return
+        wanted = ", ".join(f"{s} >= {level}" for s, level in sorted(queue.required_skills.items()))
+        self.loader.warn(
+            _QUEUES.file,
+            f"queues.{name}.required_skills",
+            f"no member has {wanted}: calls wait for escalation or overflow",
+        )
 
     def _check_trunks(self) -> None:
         owner: dict[ipaddress.IPv4Network | ipaddress.IPv6Network, str] = {}
@@ -608,48 +705,99 @@ class _References:
                     file, key, f"unknown node {target!r} ({_defined('nodes', names)})"
                 )
 
-        if parts.settings is not None and parts.has_nodes:
-            check_node("flow.start", parts.settings.start)
+        settings = parts.settings
+        if settings is not None and parts.has_nodes:
+            check_node("flow.start", settings.start)
+            check_node("flow.defaults.fallback", settings.defaults.fallback)
+            check_node("flow.survey", settings.survey)
+            survey = parts.nodes.get(settings.survey or "")
+            if survey is not None and not isinstance(survey, SurveyNode):
+                self.loader.error(
+                    file,
+                    "flow.survey",
+                    f"{settings.survey!r} is a {survey.kind} node, not a survey",
+                )
+        known = self._known_variables()
+        if settings is not None:
+            for index, name in enumerate(settings.attach):
+                if name not in known:
+                    self.loader.warn(file, f"flow.attach.{index}", _never_set(name))
         for name, node in parts.nodes.items():
             prefix = f"nodes.{name}"
-            if isinstance(node, PlayNode):
-                check_node(f"{prefix}.next", node.next)
-            elif isinstance(node, MenuNode):
-                for digit, target in node.choices.items():
-                    check_node(f"{prefix}.choices.{digit}", target)
-                check_node(f"{prefix}.no_input", node.no_input)
-                check_node(f"{prefix}.no_match", node.no_match)
-            elif isinstance(node, QueueNode):
-                self._check_queue_ref(file, f"{prefix}.queue", node.queue)
-        if parts.complete and parts.settings is not None and parts.settings.start in names:
-            reachable = _reachable(parts.settings.start, parts.nodes)
+            for key, target in node_targets(node):
+                check_node(f"{prefix}.{key}", target)
+            for key, flow, entry in flow_refs(node):
+                self._check_flow_ref(file, f"{prefix}.{key}", flow, entry)
+            queue = getattr(node, "queue", None)
+            if isinstance(queue, str):
+                self._check_queue_ref(file, f"{prefix}.queue", queue)
+            extension = getattr(node, "extension", None)
+            if (
+                isinstance(extension, str)
+                and self.extension_names is not None
+                and extension not in self.extension_names
+            ):
+                self.loader.error(
+                    file,
+                    f"{prefix}.extension",
+                    f"unknown extension {extension!r} (see {_EXTENSIONS.file})",
+                )
+            for index, segment in enumerate(getattr(node, "audio", None) or ()):
+                for language, audio in segment.items():
+                    key = f"{prefix}.audio" + (f".{index}" if index else "")
+                    key += "" if language == "*" else f".{language}"
+                    problem = _wav_problem(self.config.source_dir / Path(audio).expanduser())
+                    if problem is not None:
+                        self.loader.error(file, key, problem)
+            for key, template in node_templates(node):
+                for variable in sorted(template_names(template) - known):
+                    self.loader.warn(file, f"{prefix}.{key}", _never_set(variable))
+        if parts.complete and settings is not None and settings.start in names:
+            entries = [settings.start] + ([settings.survey] if settings.survey else [])
+            reachable = _reachable(entries, parts.nodes)
             for name in parts.nodes:
                 if name not in reachable:
                     self.loader.warn(
                         file,
                         f"nodes.{name}",
-                        f"unreachable from start node {parts.settings.start!r}",
+                        f"unreachable from start node {settings.start!r}",
                     )
 
+    def _check_flow_ref(self, file: Path, key: str, flow: str, node: str | None) -> None:
+        """A subflow or goto naming another flow (and maybe one of its nodes)."""
+        other = next((parts for parts in self.flows if parts.name == flow), None)
+        if other is None:
+            self.loader.error(
+                file, key, f"unknown flow {flow!r} ({_defined('flows', self.flow_names)})"
+            )
+        elif node is not None and other.has_nodes and node not in other.node_names:
+            self.loader.error(
+                file,
+                key.rsplit(".", 1)[0] + ".node",
+                f"unknown node {node!r} in flow {flow!r} ({_defined('nodes', other.node_names)})",
+            )
 
-def _successors(node: Node) -> list[str]:
-    if isinstance(node, PlayNode):
-        return [node.next] if node.next else []
-    if isinstance(node, MenuNode):
-        targets = list(node.choices.values())
-        targets += [t for t in (node.no_input, node.no_match) if t is not None]
-        return targets
-    return []
+    def _known_variables(self) -> set[str]:
+        """Variables some node of some flow sets: subflows share the caller's variables."""
+        known = set(BUILTIN_VARIABLES)
+        for parts in self.flows:
+            for node in parts.nodes.values():
+                known |= variables_set(node)
+        return known
 
 
-def _reachable(start: str, nodes: Mapping[str, Node]) -> set[str]:
-    seen = {start}
-    todo = [start]
+def _never_set(variable: str) -> str:
+    return f"variable {variable!r} is never set (by a set, collect, speech, survey or lookup node)"
+
+
+def _reachable(entries: Iterable[str], nodes: Mapping[str, Node]) -> set[str]:
+    seen = set(entries)
+    todo = list(seen)
     while todo:
         node = nodes.get(todo.pop())
         if node is None:
             continue
-        for target in _successors(node):
+        for _, target in node_targets(node):
             if target not in seen:
                 seen.add(target)
                 todo.append(target)

@@ -22,18 +22,34 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from ccserver.config.flows import (
+    NODE_KINDS,
+    Flow,
+    HangupNode,
+    MenuNode,
+    Node,
+    PlayNode,
+    QueueNode,
+)
+
 __all__ = [
+    "DEFAULT_REASON_CODES",
+    "DEFAULT_TIERS",
     "DTMF_KEYS",
     "NODE_KINDS",
+    "OVERFLOW_KINDS",
     "QUEUE_STRATEGIES",
+    "AcdConfig",
     "Config",
     "DatabaseConfig",
     "Did",
     "DidNumber",
+    "EscalationStep",
     "Extension",
     "ExtensionNumber",
     "Flow",
@@ -74,6 +90,26 @@ _DID_RE = re.compile(r"\+?[0-9]{1,15}")
 _LANGUAGE_RE = re.compile(r"[a-z]{2,3}([-_][A-Za-z0-9]{1,8})*")
 _DB_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+_OVERFLOW_RE = re.compile(
+    r"(?:(?P<kind>queue|flow):(?P<name>[A-Za-z][A-Za-z0-9_-]{0,63})"
+    r"|voicemail(?::(?P<box>[A-Za-z0-9][A-Za-z0-9_-]{0,63}))?"
+    r"|callback"
+    r"|(?P<bare>[A-Za-z][A-Za-z0-9_-]{0,63}))"
+)
+
+OVERFLOW_KINDS = ("queue", "flow", "voicemail", "callback")
+"""What a queue's ``overflow`` may name (besides a bare queue or flow name)."""
+
+DEFAULT_TIERS = {"vip": 30, "gold": 20, "silver": 10, "standard": 0}
+"""Customer tiers and their base priorities when ``[acd].tiers`` is not set."""
+
+DEFAULT_REASON_CODES = {
+    "break": "Break",
+    "lunch": "Lunch",
+    "training": "Training",
+    "meeting": "Meeting",
+}
+"""Not-ready reasons agents may choose when ``[acd].reason_codes`` is not set."""
 
 
 def _check_name(value: str) -> str:
@@ -139,6 +175,9 @@ Text = Annotated[str, AfterValidator(_check_not_blank)]
 Port = Annotated[int, Field(ge=0, le=65535)]
 RtpPort = Annotated[int, Field(ge=1024, le=65535)]
 Seconds = Annotated[float, Field(gt=0, le=86400)]
+SkillLevel = Annotated[int, Field(ge=1, le=10)]
+"""Proficiency in a skill: 1 (novice) to 10 (expert)."""
+Penalty = Annotated[int, Field(ge=0, le=99)]
 
 
 class _Model(BaseModel):
@@ -269,6 +308,33 @@ class TtsConfig(_Model):
     """None means ``<data_dir>/tts-cache``."""
 
 
+class AcdConfig(_Model):
+    """``[acd]``: routing rules shared by every queue."""
+
+    aging_rate: float = Field(default=0.1, ge=0, le=100)
+    """Priority points a waiting call gains per second, so no caller starves."""
+    tiers: dict[Name, Annotated[int, Field(ge=0, le=1000)]] = Field(
+        default_factory=lambda: dict(DEFAULT_TIERS), min_length=1
+    )
+    """Customer tier -> base priority (added to the IVR's ``priority``)."""
+    default_tier: Name = "standard"
+    """The tier of callers the customer lookup does not know."""
+    reason_codes: dict[Name, Text] = Field(default_factory=lambda: dict(DEFAULT_REASON_CODES))
+    """Not-ready reasons an agent may choose -> label shown on the console and wallboard."""
+    stats_window: float = Field(default=900.0, ge=60, le=86400)
+    """Seconds of history behind service level, ASA, AHT, abandon rate and wait estimates."""
+    random_seed: int | None = None
+    """Seed of the ``random`` strategy, to replay decisions; None draws one at start."""
+
+    @field_validator("default_tier")
+    @classmethod
+    def _known_tier(cls, value: str, info: ValidationInfo) -> str:
+        tiers = info.data.get("tiers")
+        if tiers is not None and value not in tiers:
+            raise ValueError(f"{value!r} is not in tiers ({', '.join(sorted(tiers))})")
+        return value
+
+
 # ------------------------------------------------------- extensions, trunks, DIDs
 
 
@@ -281,6 +347,8 @@ class Extension(_Model):
     """Agent phones can be queue members and log in to the ACD."""
     max_contacts: int = Field(default=1, ge=1, le=10)
     """Registrations kept at once (RFC 3261 §10.3); more are refused."""
+    skills: dict[Name, SkillLevel] = Field(default_factory=dict)
+    """Skill -> proficiency, for skills-based routing; agents only (checked by the loader)."""
 
 
 class Trunk(_Model):
@@ -317,25 +385,60 @@ class Did(_Model):
         return ("queue", self.queue)
 
 
+class EscalationStep(_Model):
+    """``[[queues.NAME.escalation]]``: what changes for a call after it waited ``after`` seconds."""
+
+    after: Seconds
+    """Seconds since the call joined the queue."""
+    lower_by: int = Field(default=0, ge=0, le=9)
+    """Lower every required skill's minimum by this much (never below 1)."""
+    drop: tuple[Name, ...] = Field(default=(), strict=False)
+    """Skills no longer required."""
+    add_queues: tuple[Name, ...] = Field(default=(), strict=False)
+    """Queues whose members may also take the call (after this queue's own)."""
+
+    @model_validator(mode="after")
+    def _does_something(self) -> EscalationStep:
+        if not (self.lower_by or self.drop or self.add_queues):
+            raise ValueError("does nothing: set lower_by, drop or add_queues")
+        return self
+
+
 class Queue(_Model):
     """An ACD queue in ``queues.toml``."""
 
     strategy: QueueStrategy = "longest-idle"
     members: tuple[str, ...] = Field(default=(), strict=False)
     """Agent extension numbers; TOML integers are accepted and turned into strings."""
+    penalties: dict[ExtensionNumber, Penalty] = Field(default_factory=dict)
+    """Member -> penalty (0 when absent): members with a lower penalty get calls first."""
+    required_skills: dict[Name, SkillLevel] = Field(default_factory=dict)
+    """Skill -> minimum proficiency every call of this queue needs."""
     ring_timeout: Seconds = 15.0
     """How long one agent rings before the next is tried."""
+    retry: float = Field(default=5.0, ge=0, le=3600)
+    """Seconds before a call rings again an agent whose phone refused it."""
     wrap_up: float = Field(default=5.0, ge=0, le=3600)
     """Seconds an agent stays unavailable after a call."""
     max_wait: Seconds | None = None
     """After this long in the queue the caller goes to :attr:`overflow`."""
     overflow: str | None = None
-    """A queue or flow name; needs :attr:`max_wait`."""
+    """Where calls go: a queue or flow name, ``queue:NAME``, ``flow:NAME``,
+    ``voicemail``, ``voicemail:BOX`` or ``callback``; see :attr:`overflow_target`."""
+    join_empty: bool = True
+    """Whether callers may join while no member is logged in (else they overflow)."""
+    leave_empty: bool = False
+    """Whether waiting callers overflow when the last member logs out."""
     moh: Text | None = None
     """None means ``[media].moh``."""
     service_level_seconds: Seconds = 20.0
     service_level_target: float = Field(default=0.8, ge=0, le=1)
     announce_position: bool = False
+    announce_wait: bool = False
+    """Tell waiting callers the estimated wait."""
+    announce_every: float | None = Field(default=None, ge=10, le=3600)
+    """Repeat the announcement every this many seconds; unset: only when joining."""
+    escalation: tuple[EscalationStep, ...] = Field(default=(), strict=False)
 
     @field_validator("members", mode="before")
     @classmethod
@@ -347,69 +450,45 @@ class Queue(_Model):
             ]
         return value
 
+    @field_validator("overflow")
+    @classmethod
+    def _overflow_syntax(cls, value: str | None) -> str | None:
+        if value is not None and not _OVERFLOW_RE.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a destination: use a queue or flow name, 'queue:NAME', "
+                "'flow:NAME', 'voicemail', 'voicemail:BOX' or 'callback'"
+            )
+        return value
+
     @model_validator(mode="after")
-    def _overflow_needs_max_wait(self) -> Queue:
-        if (self.max_wait is None) != (self.overflow is None):
+    def _overflow_needs_a_trigger(self) -> Queue:
+        empty_rules = not self.join_empty or self.leave_empty
+        if (self.max_wait is not None and self.overflow is None) or (
+            self.overflow is not None and self.max_wait is None and not empty_rules
+        ):
             raise ValueError("set both 'max_wait' and 'overflow', or neither")
+        if self.announce_every is not None and not (self.announce_position or self.announce_wait):
+            raise ValueError("announce_every needs announce_position or announce_wait")
         return self
+
+    @property
+    def overflow_target(self) -> tuple[str | None, str] | None:
+        """``overflow`` as ``(kind, name)``; the kind is None for a bare queue-or-flow name."""
+        if self.overflow is None:
+            return None
+        match = _OVERFLOW_RE.fullmatch(self.overflow)
+        assert match is not None  # checked by _overflow_syntax
+        if match["kind"]:
+            return (match["kind"], match["name"])
+        if match["bare"]:
+            return (None, match["bare"])
+        if self.overflow.startswith("voicemail"):
+            return ("voicemail", match["box"] or "")
+        return ("callback", "")
 
 
 # --------------------------------------------------------------------- IVR flows
-
-
-class PlayNode(_Model):
-    """Say a prompt, then go to ``next`` or end the call."""
-
-    kind: Literal["play"]
-    prompt: Text
-    next: str | None = None
-
-
-class MenuNode(_Model):
-    """Say a prompt and branch on one DTMF key.
-
-    Each timeout or unlisted key uses one attempt; after ``1 + retries``
-    attempts the flow goes to ``no_input`` (the last attempt timed out) or
-    ``no_match`` (the last key was wrong), or ends the call if that is unset.
-    """
-
-    kind: Literal["menu"]
-    prompt: Text
-    choices: dict[DtmfKey, str] = Field(min_length=1)
-    timeout: float = Field(default=5.0, gt=0, le=60)
-    """Seconds to wait for a key after the prompt ends."""
-    retries: int = Field(default=2, ge=0, le=10)
-    no_input: str | None = None
-    no_match: str | None = None
-
-
-class QueueNode(_Model):
-    """Hand the call to an ACD queue."""
-
-    kind: Literal["queue"]
-    queue: str
-    priority: int = Field(default=0, ge=0, le=100)
-    """Higher is answered first."""
-
-
-class HangupNode(_Model):
-    """End the call."""
-
-    kind: Literal["hangup"]
-
-
-Node = Annotated[PlayNode | MenuNode | QueueNode | HangupNode, Field(discriminator="kind")]
-NODE_KINDS = ("hangup", "menu", "play", "queue")
-
-
-class Flow(_Model):
-    """One IVR flow, from ``flows/<name>.toml``."""
-
-    name: Name
-    language: Language
-    """TTS voice for the prompts (``[flow].language``, else ``[tts].voice``)."""
-    start: str
-    nodes: dict[Name, Node]
+# The node kinds and `Flow` live in ccserver.config.flows (imported above).
 
 
 # ------------------------------------------------------------------ the whole
@@ -436,6 +515,7 @@ class Config(_Model):
     media: MediaConfig = MediaConfig()
     tts: TtsConfig = TtsConfig()
     cti: CtiConfig = CtiConfig()
+    acd: AcdConfig = AcdConfig()
     extensions: dict[ExtensionNumber, Extension] = Field(default_factory=dict)
     trunks: dict[Name, Trunk] = Field(default_factory=dict)
     dids: dict[DidNumber, Did] = Field(default_factory=dict)

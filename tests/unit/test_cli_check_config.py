@@ -19,7 +19,7 @@ import pytest
 from click.testing import CliRunner
 
 from ccserver.cli import cli
-from ccserver.config import Config, shipped_config_dir
+from ccserver.config import Config, load_config, shipped_config_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CCSERVER = Path(sys.executable).with_name("ccserver")
@@ -128,12 +128,13 @@ def test_syntax_error_with_line(check: Check, cfg: Path) -> None:
 
 
 def test_flow_node_pointing_nowhere(check: Check, cfg: Path) -> None:
-    replace(cfg / "flows" / "bank.toml", '"1" = "cards"', '"1" = "credit_cards"')
+    replace(cfg / "flows" / "bank.toml", '"2" = "cards"', '"2" = "credit_cards"')
     outcome = check(str(cfg))
     assert outcome.code == 1
+    nodes = ", ".join(sorted(load_config(shipped_config_dir()).flows["bank"].nodes))
     assert outcome.stderr.splitlines() == [
-        f"{cfg}/flows/bank.toml: nodes.main_menu.choices.1: unknown node 'credit_cards' "
-        "(defined nodes: agent, cards, hours, main_menu, welcome)"
+        f"{cfg}/flows/bank.toml: nodes.main_menu.choices.2: unknown node 'credit_cards' "
+        f"(defined nodes: {nodes})"
     ]
 
 

@@ -126,20 +126,27 @@ def test_shipped_bank_flow() -> None:
     assert flow.name == "bank"
     assert flow.language == "en"
     assert flow.start == "welcome"
+    assert flow.survey == "survey"
     welcome = flow.nodes["welcome"]
     assert isinstance(welcome, PlayNode)
-    assert welcome.prompt == "Welcome to Demo Bank."
-    menu = flow.nodes[welcome.next or ""]
-    assert isinstance(menu, MenuNode)
-    assert set(menu.choices) == {"1", "2", "0"}
-    cards, hours, agent = (flow.nodes[menu.choices[k]] for k in "120")
-    assert isinstance(cards, QueueNode) and cards.queue == "cards"
+    assert welcome.prompt == ({"*": "Welcome to Demo Bank."},)
+    # The language menu comes first; 0 there goes straight to the general queue.
+    language = flow.nodes[welcome.next or ""]
+    assert isinstance(language, MenuNode)
+    assert set(language.choices) == {"1", "2", "3", "0"}
+    agent = flow.nodes[language.choices["0"]]
     assert isinstance(agent, QueueNode) and agent.queue == "general"
-    assert isinstance(hours, PlayNode) and hours.next == welcome.next
-    assert "Monday to Friday" in hours.prompt
-    # No key twice (one retry) sends the caller to the general queue.
-    assert menu.retries == 1
-    assert menu.no_input == menu.choices["0"]
+    menu = flow.nodes["main_menu"]
+    assert isinstance(menu, MenuNode)
+    assert set(menu.choices) == {"1", "2", "3", "0"}
+    cards = flow.nodes[menu.choices["2"]]
+    assert isinstance(cards, QueueNode) and cards.queue == "cards"
+    assert menu.choices["0"] == language.choices["0"]
+
+
+def bank_nodes() -> str:
+    """How errors list the demo flow's nodes."""
+    return "(defined nodes: " + ", ".join(sorted(load_config().flows["bank"].nodes)) + ")"
 
 
 def test_shipped_server_defaults() -> None:
@@ -404,10 +411,7 @@ def test_flow_start_must_exist(cfg: Path) -> None:
     replace(cfg / "flows" / "bank.toml", 'start = "welcome"', 'start = "hello"')
     error = only_problem(cfg)
     assert error.file.endswith("flows/bank.toml")
-    assert (error.key, error.reason) == (
-        "flow.start",
-        "unknown node 'hello' (defined nodes: agent, cards, hours, main_menu, welcome)",
-    )
+    assert (error.key, error.reason) == ("flow.start", f"unknown node 'hello' {bank_nodes()}")
 
 
 def test_flow_start_is_required(cfg: Path) -> None:
@@ -417,7 +421,9 @@ def test_flow_start_is_required(cfg: Path) -> None:
 
 
 def test_flow_table_is_required(cfg: Path) -> None:
-    replace(cfg / "flows" / "bank.toml", '[flow]\nlanguage = "en"\nstart = "welcome"\n', "")
+    flow = cfg / "flows" / "bank.toml"
+    text = flow.read_text()
+    flow.write_text(text[text.index("[nodes.") :])  # without [flow] and [flow.defaults]
     error = only_problem(cfg)
     assert error.key == "flow"
     assert error.reason.startswith("required table is missing")
@@ -425,14 +431,14 @@ def test_flow_table_is_required(cfg: Path) -> None:
 
 def test_flow_node_pointing_nowhere(cfg: Path) -> None:
     flow = cfg / "flows" / "bank.toml"
-    replace(flow, '"2" = "hours"', '"2" = "branches"')
-    replace(flow, 'no_match = "agent"', 'no_match = "oops"')
+    replace(flow, '"3" = "opening_hours"', '"3" = "branches"')
+    replace(flow, 'no_match = "english"', 'no_match = "oops"')
     replace(flow, 'queue = "cards"', 'queue = "card"')
     found = [line.split("bank.toml: ")[1] for line in problems(cfg)]
-    nodes = "(defined nodes: agent, cards, hours, main_menu, welcome)"
+    nodes = bank_nodes()
     assert found == [
-        f"nodes.main_menu.choices.2: unknown node 'branches' {nodes}",
-        f"nodes.main_menu.no_match: unknown node 'oops' {nodes}",
+        f"nodes.language.no_match: unknown node 'oops' {nodes}",
+        f"nodes.main_menu.choices.3: unknown node 'branches' {nodes}",
         "nodes.cards.queue: unknown queue 'card' (defined queues: cards, general)",
     ]
 
@@ -443,16 +449,16 @@ def test_menu_keys_must_be_dtmf(cfg: Path) -> None:
     )
     found = [line.split("bank.toml: ")[1] for line in problems(cfg)]
     assert found == [
-        "nodes.main_menu.choices.10: '10' is not a DTMF key: use one of 0-9, *, #, A-D",
-        "nodes.main_menu.choices.a: 'a' is not a DTMF key: use one of 0-9, *, #, A-D",
+        "nodes.language.choices.10: '10' is not a DTMF key: use one of 0-9, *, #, A-D",
+        "nodes.language.choices.a: 'a' is not a DTMF key: use one of 0-9, *, #, A-D",
     ]
 
 
 def test_node_errors_do_not_show_the_kind_tag(cfg: Path) -> None:
-    replace(cfg / "flows" / "bank.toml", "timeout = 5.0", 'timeout = "5"')
+    replace(cfg / "flows" / "bank.toml", "retries = 1\n", 'retries = 1\ntimeout = "5"\n')
     error = only_problem(cfg)
     assert (error.key, error.reason) == (
-        "nodes.main_menu.timeout",
+        "nodes.language.timeout",
         "expected a number, got the string '5'",
     )
 
@@ -463,7 +469,9 @@ def test_node_kind_unknown_or_missing(cfg: Path) -> None:
     )
     found = [line.split("bank.toml: ")[1] for line in problems(cfg)]
     assert found == [
-        "nodes.dance: unknown kind 'dance'; use one of 'play', 'menu', 'queue', 'hangup'",
+        "nodes.dance: unknown kind 'dance'; use one of 'play', 'menu', 'collect', 'speech', "
+        "'branch', 'set', 'lookup', 'schedule', 'queue', 'transfer', 'voicemail', 'callback', "
+        "'survey', 'hangup', 'goto', 'subflow'",
         "nodes.what: missing 'kind' (what this node does)",
     ]
 
@@ -578,7 +586,7 @@ def test_moh_file_must_be_a_wav(cfg: Path) -> None:
 def test_several_problems_in_several_files_reported_together(cfg: Path) -> None:
     replace(cfg / "ccserver.toml", "sip_port = 5060", "sip_prot = 5060")
     replace(cfg / "dids.toml", 'flow = "bank"', 'queue = "sales"')
-    replace(cfg / "flows" / "bank.toml", 'next = "main_menu"', 'next = "menu"')
+    replace(cfg / "flows" / "bank.toml", 'next = "language"', 'next = "menu"')
     with pytest.raises(ConfigErrors) as caught:
         load_config(cfg)
     lines = str(caught.value).splitlines()
