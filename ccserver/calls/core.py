@@ -56,6 +56,9 @@ class CallCore:
         self.bus = bus or EventBus()
         self._render = render
         self.lookup = lookup  # (caller number, call id) -> Customer | None, time-bounded
+        self.lookup_account: Callable[[str, str], Awaitable[Any]] | None = None
+        self.speech: Any = None  # ivr.speech.SpeechService once a model is loaded
+        self.audio_files: dict[str, EncodedAudio] = {}
         self.sip: Any = None  # SipEndpoint, set by the app after construction
         self.calls: dict[str, Call] = {}  # contact id -> call
         self._legs: dict[str, tuple[Call, Leg]] = {}  # SIP Call-ID -> (call, leg)
@@ -181,6 +184,9 @@ class CallCore:
         raise NotImplementedError
 
     def _start_entry(self, call: Call, entry: tuple[str, str]) -> None:
+        raise NotImplementedError
+
+    def _run_flow(self, call: Call, name: str) -> None:
         raise NotImplementedError
 
     def _hangup_leg(

@@ -7,6 +7,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from ccserver.calls.leg import CallLog, Leg
@@ -28,6 +29,8 @@ class CallSettings:
     queue_ring_timeout: dict[str, float]
     extensions: set[str] = field(default_factory=set)
     node: str = "node1"
+    config_dir: Path = Path()  # audio files of flows are relative to it
+    data_dir: Path = Path("data")  # recordings go under it
 
 
 @dataclass(eq=False)
@@ -39,7 +42,7 @@ class Call:
     log: CallLog
     caller_number: str
     dialed: str = ""
-    state: str = "ivr"  # ivr | queued | ringing | bridged | ended
+    state: str = "ivr"  # ivr | queued | ringing | bridged | leaving | ended
     flow: ivr.FlowRun | None = None
     flow_timer: asyncio.TimerHandle | None = None
     queue: str | None = None
@@ -49,6 +52,13 @@ class Call:
     customer: Any = None  # the CTI lookup's Customer, if the caller is known
     tier: str | None = None  # the customer's tier, for the queue priority
     voice: str = "en"  # the language the caller is spoken to in
+    play_seq: int = 0  # bumped by every prompt start/stop, so a stale render is not played
+    attributes: dict[str, str] = field(default_factory=dict)  # call-attached data
+    callback_number: str | None = None
+    speech: Any = None  # the running speech Recognition, if listening
+    recording: Any = None  # (path, chunks, listener) while recording a voicemail
+    recording_path: str | None = None
+    survey_after: bool = False  # the agent hung up and the caller is in the survey
     answered: bool = False
     holds: int = 0
     hold_seconds: float = 0.0

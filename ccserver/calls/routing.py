@@ -22,7 +22,6 @@ from ccserver.sip.dialog import Dialog
 from ccserver.sip.headers import Headers
 from ccserver.sip.message import Request, Response, new_call_id, new_tag
 from ccserver.sip.uri import NameAddr, SipUri
-from ivr import flow as ivr
 
 
 class QueueRouting(CallCore):
@@ -161,17 +160,31 @@ class QueueRouting(CallCore):
             self.recorder.update(call.contact_id, queue=d.destination)
         elif d.destination_kind == "flow" and d.destination in self.s.flows:
             self.clock.stop(call.caller.endpoint)
-            call.state = "ivr"
-            run = ivr.FlowRun(self.s.flows[d.destination], d.destination)
-            call.flow = run
-            self._flow_actions(call, run.start(self.now()))
+            self._run_flow(call, d.destination)
         elif d.destination_kind == "hangup":
-            self._hangup_leg(call, call.caller, "system", send_bye=True, outcome="overflowed")
+            # The router has let go of the call: ending it is not an abandon.
+            call.state = "leaving"
+            self.clock.stop(call.caller.endpoint)
+            self._hang_up_caller(call, "overflowed")
         else:
             # Voicemail and callback destinations are carried out by the IVR
             # nodes of those names; without one, the caller keeps waiting.
             call.log.warning("overflow to %s is not available: caller keeps waiting",
                              d.destination_kind)  # fmt: skip
+
+    def _hang_up_caller(self, call: Call, outcome: str) -> None:
+        """End the call from our side. A caller refused as it joins (join-empty)
+        has not ACKed our 200 yet, and a UAS must not send BYE before that ACK
+        (RFC 3261 §15): the BYE then leaves when the ACK arrives."""
+        leg = call.caller
+
+        def bye() -> None:
+            self._hangup_leg(call, leg, "system", send_bye=True, outcome=outcome)
+
+        if leg.state == "early":
+            leg.on_confirmed = bye
+        else:
+            bye()
 
     # -- ringing agents -------------------------------------------------------------
     async def _ring_agent(self, call: Call, o: Offer, contact: str, source: Address) -> None:

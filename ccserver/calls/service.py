@@ -21,10 +21,12 @@ from ccserver.calls.flows import FlowSteps
 from ccserver.calls.leg import Address, CallLog, Leg
 from ccserver.calls.model import ALLOW, SERVER, Call, CallSettings
 from ccserver.calls.routing import QueueRouting
+from ccserver.media.g711 import decoder_for
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
 from ccserver.sip.dialog import Dialog, make_dialog_response
 from ccserver.sip.message import Request, Response, make_response, new_tag
 from ccserver.sip.transaction import ServerTransaction
+from ivr.inband import InbandDtmfDetector
 
 __all__ = ["Call", "CallService", "CallSettings"]
 
@@ -211,6 +213,16 @@ class CallService(FlowSteps, QueueRouting):
             self.recorder.update(contact_id, customer_id=customer.id, caller_name=customer.name)
         self._legs[request.call_id] = (call, leg)
         endpoint.on_dtmf = lambda d: self._on_digit(call, d, "rfc4733")
+        if remote is not None and endpoint.dtmf_pt is None:
+            # No telephone-event offered: the keys come as tones in the audio
+            # (ITU-T Q.23), as from some trunks.
+            detector = InbandDtmfDetector()
+
+            def inband(payload: bytes, codec: str) -> None:
+                for key in detector.feed(decoder_for(codec)(payload)):
+                    self._on_digit(call, key, "inband")
+
+            endpoint.listeners.append(inband)
 
         # Answer at once: the IVR talks to the caller (RFC 3261 §13.3.1.4).
         resp = make_dialog_response(
@@ -365,13 +377,37 @@ class CallService(FlowSteps, QueueRouting):
         if leg.hold_started is not None:
             call.hold_seconds += self.now() - leg.hold_started
             leg.hold_started = None
+        if (
+            who == "agent"
+            and leg is call.agent_leg
+            and call.flow is not None
+            and call.flow.wants_survey
+            and call.state == "bridged"
+        ):
+            self._survey(call, leg)
+            return
+        if call.survey_after and who == "system":
+            who = "agent"  # the survey ran because the agent hung up
         if call.answered:
-            result = outcome or "answered"
+            result = "answered" if outcome in (None, "completed-ivr") else outcome
         elif call.state in ("queued", "ringing"):
             result = outcome or "abandoned"
         else:
             result = outcome or ("abandoned" if who == "caller" else "failed")
         self._end_call(call, who, result)
+
+    def _survey(self, call: Call, agent_leg: Leg) -> None:
+        """The agent hung up: the caller stays for the flow's satisfaction survey."""
+        assert call.flow is not None
+        call.caller.endpoint.unbridge()
+        agent_leg.endpoint.unbridge()
+        self._release_leg(agent_leg)
+        if agent_leg.agent is not None:
+            self._apply(self.router.hangup(agent_leg.agent, self.now()))
+        call.state = "ivr"
+        call.survey_after = True
+        self._note(call, "agent_hung_up", {"agent": agent_leg.agent})
+        self._flow_actions(call, call.flow.agent_hung_up(self.now()))
 
     def _end_call(self, call: Call, who: str, outcome: str) -> None:
         if call.state == "ended":

