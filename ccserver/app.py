@@ -19,6 +19,7 @@ import numpy as np
 from aiohttp import web
 
 from acd.config import router_from_config
+from ccserver.calls.control import CallControl
 from ccserver.calls.service import CallService, CallSettings
 from ccserver.config import Config
 from ccserver.events import EventBus
@@ -61,6 +62,7 @@ class Node:
         self.prompts: dict[tuple[str, str], EncodedAudio] = {}
         self.sip: SipEndpoint | None = None
         self.calls: CallService | None = None
+        self.control: CallControl | None = None
         self.clock = MediaClock()
         self.bus = EventBus()
         self._http: web.AppRunner | None = None
@@ -158,6 +160,9 @@ class Node:
             lookup=self.lookup,
         )
         self.calls.lookup_account = self.lookup_account
+        self.control = CallControl(
+            self.calls, {num: ext.name for num, ext in cfg.extensions.items()}
+        )
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip
         await self.sip.start(cfg.server.bind, cfg.server.sip_port, list(cfg.server.sip_transports))

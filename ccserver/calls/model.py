@@ -59,6 +59,8 @@ class Call:
     recording: Any = None  # (path, chunks, listener) while recording a voicemail
     recording_path: str | None = None
     survey_after: bool = False  # the agent hung up and the caller is in the survey
+    held_by_control: bool = False  # held from the console or API (media hold)
+    hold_started: float | None = None
     answered: bool = False
     holds: int = 0
     hold_seconds: float = 0.0

@@ -443,6 +443,9 @@ class CallService(FlowSteps, QueueRouting):
             self._release_leg(leg)
         if previous == "bridged" and agent_leg is not None and agent_leg.agent is not None:
             self._apply(self.router.hangup(agent_leg.agent, now))
+        if call.hold_started is not None:
+            call.hold_seconds += now - call.hold_started
+            call.hold_started = None
         self.recorder.update(
             call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3)
         )
