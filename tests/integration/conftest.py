@@ -19,11 +19,11 @@ async def start_server(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     started: list[ServerProcess] = []
 
     async def start(
-        edit: Callable[[Path], None] | None = None, name: str = "node"
+        edit: Callable[[Path], None] | None = None, name: str = "node", speech: bool = False
     ) -> ServerProcess:
         root = tmp_path / name
         root.mkdir()
-        cfg = copy_config(root, edit)
+        cfg = copy_config(root, edit, speech=speech)
         rtp = free_port_block(64)
         srv = ServerProcess(
             cfg,
