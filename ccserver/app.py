@@ -30,7 +30,11 @@ from ccserver.sip_endpoint import SipEndpoint
 from ccserver.storage.customers import seed_customers
 from ccserver.storage.database import make_engine
 from ccserver.storage.recorder import ContactRecorder
+from cti.ami.server import AmiServer, install_reactor, start_ami
+from cti.api import ApiSettings, DatabaseContacts, setup_api
+from cti.auth import Authenticator
 from cti.customers import CustomerDirectory, DatabaseCustomerProvider
+from cti.errors import error_middleware
 from ivr.nodes import prompt_texts
 from ivr.speech import SpeechModel, SpeechService, default_test_model_path
 from ivr.tts import PromptRenderer, load_wav_8k, tone
@@ -67,6 +71,7 @@ class Node:
         self.bus = EventBus()
         self._http: web.AppRunner | None = None
         self.http_port = 0
+        self.ami: AmiServer | None = None
 
     def prompt(self, text: str, voice: str) -> EncodedAudio | None:
         return self.prompts.get((text, voice))
@@ -166,6 +171,7 @@ class Node:
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip
         await self.sip.start(cfg.server.bind, cfg.server.sip_port, list(cfg.server.sip_transports))
+        self.ami = await start_ami(cfg, self.bus, self.control)
 
         await self._start_http()
         if cfg.speech.models:
@@ -235,8 +241,23 @@ class Node:
             )
 
     async def _start_http(self) -> None:
-        app = web.Application()
+        assert self.control is not None and self.engine is not None
+        api = self.cfg.api
+        app = web.Application(middlewares=[error_middleware])
         app.router.add_get("/api/health", self._health)
+        setup_api(
+            app,
+            control=self.control,
+            bus=self.bus,
+            auth=Authenticator.from_tokens(api.tokens),
+            contacts=DatabaseContacts(self.engine),
+            settings=ApiSettings(
+                ws_heartbeat=api.ws_heartbeat,
+                pop_history=api.pop_history,
+                pop_timeout=api.pop_timeout,
+            ),
+            history=self.customers.recent_contacts if self.customers is not None else None,
+        )
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.cfg.server.bind, self.cfg.server.http_port)
@@ -261,6 +282,8 @@ class Node:
         if self._speech_task is not None:
             self._speech_task.cancel()
             await asyncio.gather(self._speech_task, return_exceptions=True)
+        if self.ami is not None:
+            await self.ami.stop()
         if self.calls is not None:
             await self.calls.close()
             if self.calls.speech is not None:
@@ -290,6 +313,9 @@ def setup_logging(level: str) -> None:
 
 
 async def serve(cfg: Config) -> None:
+    # Twisted (the AMI listener) runs on this loop: install its asyncio reactor
+    # before anything imports twisted.internet.reactor.
+    install_reactor(asyncio.get_running_loop())
     node = Node(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

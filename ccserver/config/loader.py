@@ -42,6 +42,8 @@ from ccserver.config.messages import (
 )
 from ccserver.config.schema import (
     AcdConfig,
+    AmiConfig,
+    ApiConfig,
     Config,
     CtiConfig,
     DatabaseConfig,
@@ -182,6 +184,8 @@ _SECTIONS: dict[str, _Schema[Any]] = {
     "media": _Schema.of(MediaConfig),
     "tts": _Schema.of(TtsConfig),
     "acd": _Schema.of(AcdConfig),
+    "api": _Schema.of(ApiConfig),
+    "ami": _Schema.of(AmiConfig),
 }
 
 

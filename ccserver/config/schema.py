@@ -45,6 +45,8 @@ __all__ = [
     "OVERFLOW_KINDS",
     "QUEUE_STRATEGIES",
     "AcdConfig",
+    "AmiConfig",
+    "AmiUser",
     "Config",
     "DatabaseConfig",
     "Did",
@@ -517,6 +519,86 @@ class CtiConfig(_Model):
     """A lookup slower than this counts as an unknown caller; calls never wait longer."""
 
 
+class ApiToken(_Model):
+    """``[api.tokens.<name>]``: one API token for software (a CRM, a wallboard, a script)."""
+
+    token: str = Field(min_length=16)
+    """Sent as ``Authorization: Bearer <token>``; at least 16 characters."""
+    roles: tuple[Literal["agent", "supervisor", "admin"], ...] = Field(strict=False, min_length=1)
+    """``agent`` acts on its own agent only; ``supervisor`` on every agent and call;
+    ``admin`` everything a supervisor may, plus administration as it arrives."""
+    agent: ExtensionNumber | None = None
+    """Binds the token to one agent's extension (required with the ``agent`` role)."""
+
+    @model_validator(mode="after")
+    def _agent_bound(self) -> ApiToken:
+        if "agent" in self.roles and self.agent is None:
+            raise ValueError("a token with the agent role needs `agent` (the extension it acts as)")
+        return self
+
+
+class ApiConfig(_Model):
+    """``[api]``: the REST and WebSocket API for software (docs/api.md)."""
+
+    tokens: dict[Name, ApiToken] = Field(default_factory=dict)
+    pop_history: int = Field(default=5, ge=0, le=50)
+    """How many earlier contacts of the caller the screen pop lists."""
+    pop_timeout: float = Field(default=0.2, gt=0, le=5)
+    """The longest the screen pop waits for the contact history before going out without it."""
+    ws_heartbeat: float = Field(default=30.0, ge=1, le=3600)
+    """Seconds between WebSocket pings; a peer that misses the pong is disconnected."""
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> ApiConfig:
+        seen: dict[str, str] = {}
+        for name, entry in self.tokens.items():
+            if entry.token in seen:
+                raise ValueError(f"tokens {seen[entry.token]!r} and {name!r} are the same")
+            seen[entry.token] = name
+        return self
+
+
+AmiClass = Literal[
+    "system", "call", "log", "verbose", "command", "agent", "user", "config",
+    "dtmf", "reporting", "cdr", "dialplan", "originate", "agi", "cc", "aoc",
+    "test", "security", "message", "all",
+]  # fmt: skip
+"""Asterisk's manager permission classes (manager.conf ``read``/``write``)."""
+
+
+class AmiUser(_Model):
+    """``[ami.users.<name>]``: one manager account (Asterisk's manager.conf user)."""
+
+    secret: str = Field(min_length=1)
+    read: tuple[AmiClass, ...] = Field(default=("call", "agent", "system"), strict=False)
+    """Event classes this user receives."""
+    write: tuple[AmiClass, ...] = Field(default=(), strict=False)
+    """Action classes this user may run (read-only actions need none)."""
+
+
+class AmiConfig(_Model):
+    """``[ami]``: the AMI-compatible manager interface for CRMs built for Asterisk."""
+
+    enabled: bool = False
+    bind: str = "127.0.0.1"
+    port: Port = 5038
+    """0 lets the OS pick a free port (tests)."""
+    users: dict[Name, AmiUser] = Field(default_factory=dict)
+    max_login_failures: int = Field(default=3, ge=1, le=100)
+    """Failed logins from one address before it is refused for :attr:`lockout`."""
+    lockout: float = Field(default=60.0, gt=0, le=86400, strict=False)
+    """Seconds an address that failed too often is refused."""
+
+    @field_validator("bind")
+    @classmethod
+    def _ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
+            raise ValueError(f"{value!r} is not an IPv4 or IPv6 address") from None
+        return value
+
+
 class Config(_Model):
     """Everything a node needs to start, as loaded from one config directory."""
 
@@ -528,6 +610,8 @@ class Config(_Model):
     cti: CtiConfig = CtiConfig()
     speech: SpeechConfig = SpeechConfig()
     acd: AcdConfig = AcdConfig()
+    api: ApiConfig = ApiConfig()
+    ami: AmiConfig = AmiConfig()
     extensions: dict[ExtensionNumber, Extension] = Field(default_factory=dict)
     trunks: dict[Name, Trunk] = Field(default_factory=dict)
     dids: dict[DidNumber, Did] = Field(default_factory=dict)

@@ -1,0 +1,151 @@
+"""The REST and WebSocket API against the real server, with SIPp phones on loopback.
+
+A SIPp agent registers 1001; its software opens the event stream with the
+agent token of the demo config; a carrier call from the demo VIP's number
+reaches the general queue on DID 5001. The agent's socket gets the screen pop
+naming the customer while the phone rings (before ``call.answered``), the
+agent sets a disposition during the call, and the stored contact shows it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.integration.peers.fixtures import Peers
+from tests.integration.server import ServerProcess
+
+pytestmark = pytest.mark.integration
+
+TRUNK_IP = "127.0.0.2"  # the demo config trusts this address as a carrier
+VIP_NUMBER = "0600000009"  # Eleanor Whitfield in config/customers.csv
+SUPERVISOR = "demo-supervisor-token-change-me"
+AGENT_1001 = "demo-agent-1001-token-change-me"
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def next_event(ws: aiohttp.ClientWebSocketResponse, timeout: float) -> dict[str, Any]:
+    msg = await asyncio.wait_for(ws.receive(), timeout)
+    assert msg.type == aiohttp.WSMsgType.TEXT, msg
+    event: dict[str, Any] = json.loads(msg.data)
+    return event
+
+
+async def events_until(
+    ws: aiohttp.ClientWebSocketResponse, kind: str, timeout: float
+) -> list[dict[str, Any]]:
+    """Every event received up to and including the first of type ``kind``."""
+    seen: list[dict[str, Any]] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            event = await next_event(ws, timeout)
+            seen.append(event)
+            if event["type"] == kind:
+                return seen
+
+
+async def test_screen_pop_disposition_and_access_rules(server: ServerProcess, peers: Peers) -> None:
+    base = f"http://127.0.0.1:{server.http_port}"
+    target = f"127.0.0.1:{server.sip_port}"
+    agent = await peers.agent(target, extension="1001", password="agent1001pw", ring_ms=500)
+    await server.wait_log(r"extension 1001 registered")
+
+    async with aiohttp.ClientSession() as http:
+        # Authentication and the error shape.
+        async with http.get(f"{base}/api/agents") as r:
+            assert r.status == 401
+            body = await r.json()
+            assert body["status"] == 401 and body["error_id"] == "unauthorized"
+            assert set(body) == {"status", "error_id", "message", "details"}
+        async with http.post(f"{base}/api/agents/1002/login", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 403, await r.text()
+            assert (await r.json())["error_id"] == "forbidden"
+        async with http.post(
+            f"{base}/api/agents/1001/not-ready", headers=bearer(AGENT_1001), data=b"{oops"
+        ) as r:
+            assert r.status == 400
+            body = await r.json()
+            assert body["error_id"] == "invalid-json" and body["status"] == 400
+            assert set(body) == {"status", "error_id", "message", "details"}
+
+        # A socket without a token is closed after the handshake.
+        async with http.ws_connect(f"{base}/api/events") as anon:
+            msg = await asyncio.wait_for(anon.receive(), 5)
+            assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401, msg
+
+        ws = await http.ws_connect(f"{base}/api/events?token={AGENT_1001}")
+        ready = await next_event(ws, 5)
+        assert ready["type"] == "stream.ready" and ready["agent"] == "1001"
+
+        caller = await peers.caller(
+            target,
+            service="5001",  # straight into the general queue
+            digits="0",
+            greet_ms=500,
+            talk_ms=2500,
+            caller_id=VIP_NUMBER,
+            local_ip=TRUNK_IP,
+            timeout=20,
+        )
+
+        try:
+            seen = await events_until(ws, "call.answered", 15)
+        except AssertionError:
+            print(server.log_tail(80))
+            raise
+        kinds = [e["type"] for e in seen]
+        assert "screen.pop" in kinds, kinds
+        assert kinds.index("screen.pop") < kinds.index("call.answered"), kinds
+        assert kinds.index("call.offered") < kinds.index("screen.pop"), kinds
+        pop = seen[kinds.index("screen.pop")]
+        contact_id = pop["contact_id"]
+        assert pop["agent"] == "1001" and pop["queue"] == "general"
+        data = pop["data"]
+        assert data["customer"]["name"] == "Eleanor Whitfield"
+        assert data["tier"].lower() == "vip" and data["customer"]["tier"].lower() == "vip"
+        assert data["caller"] == VIP_NUMBER
+        assert [s["step"] for s in data["ivr_path"]] == ["queued"], data["ivr_path"]
+        assert data["wait_seconds"] is not None and 0 <= data["wait_seconds"] < 5
+        assert isinstance(data["recent_contacts"], list)
+        # Only 1001's own events reach its socket.
+        assert all(e["agent"] in (None, "1001") or e["contact_id"] == contact_id for e in seen)
+
+        # While connected: the call is the agent's, the supervisor sees the agent on it.
+        async with http.get(f"{base}/api/calls", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 200
+            calls = await r.json()
+            assert [c["contact_id"] for c in calls] == [contact_id]
+        async with http.get(f"{base}/api/agents", headers=bearer(SUPERVISOR)) as r:
+            assert r.status == 200
+            states = {a["agent"]: a["state"] for a in await r.json()}
+            assert states["1001"] == "on-call" and states["1002"] == "logged-out", states
+        async with http.put(
+            f"{base}/api/contacts/{contact_id}/disposition",
+            headers=bearer(AGENT_1001),
+            json={"disposition": "resolved", "notes": "wire released"},
+        ) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["disposition"] == "resolved"
+
+        await events_until(ws, "call.ended", 15)
+        await ws.close()
+        assert (await caller.wait(timeout=15)).ok
+        await agent.wait(timeout=20)
+
+        await server.wait_contact_closed(1, timeout=10)
+        async with http.get(f"{base}/api/contacts/{contact_id}", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 200, await r.text()
+            contact = await r.json()
+        assert contact["disposition"] == "resolved" and contact["notes"] == "wire released"
+        assert contact["agent"] == "1001" and contact["outcome"] == "answered"
+        steps = [e["type"] for e in contact["timeline"]]
+        assert "disposition" in steps and steps[-1] == "ended", steps
+        async with http.get(f"{base}/api/contacts/nope", headers=bearer(SUPERVISOR)) as r:
+            assert r.status == 404 and (await r.json())["error_id"] == "contact-not-found"
