@@ -38,12 +38,18 @@ _rng = random.Random()
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
 
 
+#: Addresses peers bind: the phones' and the demo trunk's (127.0.0.2). A port
+#: is only free when it is free on both, since a trunk caller binds media there.
+PEER_ADDRESSES = (LOOPBACK, "127.0.0.2")
+
+
 def _can_bind(port: int, kind: socket.SocketKind) -> bool:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
+    for address in PEER_ADDRESSES:
+        with socket.socket(socket.AF_INET, kind) as sock:
+            try:
+                sock.bind((address, port))
+            except OSError:
+                return False
     return True
 
 
