@@ -424,15 +424,16 @@ class CallService(FlowSteps, QueueRouting):
             departure = self.router.abandon(call.contact_id, now)
             self._stop_ringing(call, "caller-gone")
             self._record_agent_changes()
-            self._note(
-                call,
-                "abandoned",
-                {
-                    "queue": call.queue,
-                    "waited": round(departure.waited, 3) if departure else None,
-                    "position": departure.position if departure else None,
-                },
-            )
+            if departure is not None:
+                self._note(
+                    call,
+                    "abandoned",
+                    {
+                        "queue": departure.queue,
+                        "waited": round(departure.waited, 3),
+                        "position": departure.position,
+                    },
+                )
         for leg in (call.caller, agent_leg):
             if leg is None:
                 continue
