@@ -35,6 +35,7 @@ from cti.api import ApiSettings, DatabaseContacts, setup_api
 from cti.auth import Authenticator
 from cti.customers import CustomerDirectory, DatabaseCustomerProvider
 from cti.errors import error_middleware
+from cti.webhooks import WebhookDispatcher
 from ivr.nodes import prompt_texts
 from ivr.speech import SpeechModel, SpeechService, default_test_model_path
 from ivr.tts import PromptRenderer, load_wav_8k, tone
@@ -69,6 +70,7 @@ class Node:
         self.control: CallControl | None = None
         self.clock = MediaClock()
         self.bus = EventBus()
+        self.webhooks = WebhookDispatcher(self.bus, cfg.webhooks.root)
         self._http: web.AppRunner | None = None
         self.http_port = 0
         self.ami: AmiServer | None = None
@@ -170,6 +172,7 @@ class Node:
         )
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip
+        await self.webhooks.start()
         await self.sip.start(cfg.server.bind, cfg.server.sip_port, list(cfg.server.sip_transports))
         self.ami = await start_ami(cfg, self.bus, self.control)
 
@@ -290,6 +293,7 @@ class Node:
                 await self.calls.speech.close()
         if self.sip is not None:
             await self.sip.close()
+        await self.webhooks.stop()
         self.clock.close()
         if self._http is not None:
             await self._http.cleanup()

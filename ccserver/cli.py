@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn, TextIO
 
 import click
 
 from ccserver.config import Config, ConfigError, apply_overrides, load_config
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from cti.exports import ExportFilter
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _CONFIG_DIR = click.Path(file_okay=False, path_type=Path)
@@ -86,6 +94,134 @@ def run(
     from ccserver.app import run_server
 
     run_server(config)
+
+
+# ------------------------------------------------------------------ exports
+
+
+def _when(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    """An ISO 8601 time; without a zone it is taken as UTC."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
+
+
+def _export_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.option("--config", "config_dir", type=_CONFIG_DIR, help="Config directory."),
+            click.option("--since", callback=_when, metavar="ISO", help="Arrived at or after."),
+            click.option("--until", callback=_when, metavar="ISO", help="Arrived before."),
+            click.option("--queue", help="Only contacts whose last queue is this one."),
+            click.option(
+                "--output",
+                "-o",
+                type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+                help="File to write (default: standard output).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _run_export(
+    config_dir: Path | None,
+    since: datetime | None,
+    until: datetime | None,
+    queue: str | None,
+    output: Path | None,
+    write: Callable[[AsyncEngine, TextIO, ExportFilter], Awaitable[int]],
+) -> None:
+    from ccserver.storage.database import make_engine
+    from cti.exports import ExportFilter
+
+    config = _load(config_dir)
+    try:
+        flt = ExportFilter(since=since, until=until, queue=queue)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+
+    async def go(out: TextIO) -> int:
+        engine = make_engine(config.database_url)
+        try:
+            return await write(engine, out, flt)
+        finally:
+            await engine.dispose()
+
+    if output is None or str(output) == "-":
+        count = asyncio.run(go(sys.stdout))
+    else:
+        # newline="": the csv module writes its own CRLF line ends (RFC 4180).
+        with output.open("w", encoding="utf-8", newline="") as out:
+            count = asyncio.run(go(out))
+    click.echo(f"{count} exported", err=True)
+
+
+@cli.group("export")
+def export() -> None:
+    """Export contact records for other tools (docs/exports.md)."""
+
+
+@export.command("contacts")
+@_export_options
+@click.option(
+    "--format", "fmt", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True
+)
+@click.option("--events", is_flag=True, help="Include each contact's timeline (jsonl only).")
+def export_contacts(
+    config_dir: Path | None,
+    since: datetime | None,
+    until: datetime | None,
+    queue: str | None,
+    output: Path | None,
+    fmt: str,
+    events: bool,
+) -> None:
+    """Contacts as CSV (every column, attributes as JSON) or JSON lines."""
+    from cti.exports import write_contacts_csv, write_contacts_jsonl
+
+    if events and fmt != "jsonl":
+        raise click.UsageError("--events needs --format jsonl")
+
+    async def write(engine: AsyncEngine, out: TextIO, flt: ExportFilter) -> int:
+        if fmt == "csv":
+            return await write_contacts_csv(engine, out, flt)
+        return await write_contacts_jsonl(engine, out, flt, with_events=events)
+
+    _run_export(config_dir, since, until, queue, output, write)
+
+
+@export.command("queue-log")
+@_export_options
+@click.option(
+    "--agent-format",
+    default="PJSIP/{ext}",
+    show_default=True,
+    help="How agents are named; {ext} is the extension (e.g. Agent/{ext}).",
+)
+def export_queue_log(
+    config_dir: Path | None,
+    since: datetime | None,
+    until: datetime | None,
+    queue: str | None,
+    output: Path | None,
+    agent_format: str,
+) -> None:
+    """Contacts and agent changes as an Asterisk queue_log, for queue-report tools."""
+    from cti.queue_log import write_queue_log
+
+    if "{ext}" not in agent_format:
+        raise click.UsageError("--agent-format must contain {ext}")
+
+    async def write(engine: AsyncEngine, out: TextIO, flt: ExportFilter) -> int:
+        return await write_queue_log(engine, out, flt, agent_format=agent_format)
+
+    _run_export(config_dir, since, until, queue, output, write)
 
 
 def main() -> None:

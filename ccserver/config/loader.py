@@ -60,6 +60,7 @@ from ccserver.config.schema import (
     StateConfig,
     Trunk,
     TtsConfig,
+    WebhooksConfig,
     _Model,
 )
 
@@ -186,6 +187,7 @@ _SECTIONS: dict[str, _Schema[Any]] = {
     "acd": _Schema.of(AcdConfig),
     "api": _Schema.of(ApiConfig),
     "ami": _Schema.of(AmiConfig),
+    "webhooks": _Schema.of(WebhooksConfig),
 }
 
 

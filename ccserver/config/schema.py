@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    RootModel,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -68,6 +69,8 @@ __all__ = [
     "StateConfig",
     "Trunk",
     "TtsConfig",
+    "Webhook",
+    "WebhooksConfig",
 ]
 
 DTMF_KEYS = "0123456789*#ABCD"
@@ -599,6 +602,30 @@ class AmiConfig(_Model):
         return value
 
 
+class Webhook(_Model):
+    """``[webhooks.<name>]``: one HTTP endpoint that receives bus events (docs/exports.md)."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    """Where each event is POSTed as JSON."""
+    events: tuple[str, ...] = Field(default=("call.", "agent."), strict=False, min_length=1)
+    """Event type prefixes to send (``call.``, ``agent.state``...)."""
+    secret: str | None = Field(default=None, min_length=1)
+    """Key of the ``X-Ccserver-Signature`` HMAC; without it requests are not signed."""
+    timeout: float = Field(default=5.0, gt=0, le=120, strict=False)
+    """Seconds one attempt may take."""
+    max_attempts: int = Field(default=8, ge=1, le=50)
+    """Attempts per event before it is given up (back-off doubles from 0.5 s up to 60 s)."""
+    queue_size: int = Field(default=1000, ge=1, le=1_000_000)
+    """Events waiting for this endpoint; beyond it the oldest are dropped (and logged)."""
+
+
+class WebhooksConfig(RootModel[dict[Name, Webhook]]):
+    """``[webhooks]``: the outbound webhooks, by name."""
+
+    model_config = ConfigDict(frozen=True, strict=True)
+    root: dict[Name, Webhook] = Field(default_factory=dict)
+
+
 class Config(_Model):
     """Everything a node needs to start, as loaded from one config directory."""
 
@@ -612,6 +639,7 @@ class Config(_Model):
     acd: AcdConfig = AcdConfig()
     api: ApiConfig = ApiConfig()
     ami: AmiConfig = AmiConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     extensions: dict[ExtensionNumber, Extension] = Field(default_factory=dict)
     trunks: dict[Name, Trunk] = Field(default_factory=dict)
     dids: dict[DidNumber, Did] = Field(default_factory=dict)
