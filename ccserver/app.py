@@ -60,6 +60,7 @@ class Node:
         self.cfg = cfg
         self.started_at = 0.0
         self.engine: Any = None
+        self.read_engine: Any = None
         self.recorder: ContactRecorder | None = None
         self.customers: CustomerDirectory | None = None
         self._speech_task: asyncio.Task[None] | None = None
@@ -114,10 +115,13 @@ class Node:
         )
         await self.recorder.start()
         await self._recover_and_seed()
+        # Lookups and screen-pop history read through their own connections,
+        # so they never queue behind the contact writer's transactions.
+        self.read_engine = make_engine(cfg.database_url)
         self.customers = CustomerDirectory(
-            DatabaseCustomerProvider(self.engine),
+            DatabaseCustomerProvider(self.read_engine),
             default_country_code=cfg.cti.default_country_code,
-            contact_store=self.engine,
+            contact_store=self.read_engine,
             timeout=cfg.cti.lookup_timeout,
         )
 
@@ -303,6 +307,8 @@ class Node:
             await self.recorder.stop()
         if self.engine is not None:
             await self.engine.dispose()
+        if self.read_engine is not None:
+            await self.read_engine.dispose()
         if self.renderer is not None:
             await self.renderer.close()
         log.info("stopped")
