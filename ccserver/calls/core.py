@@ -189,6 +189,15 @@ class CallCore:
     def _run_flow(self, call: Call, name: str) -> None:
         raise NotImplementedError
 
+    def _feed(self, call: Call, event: Any) -> None:
+        raise NotImplementedError
+
+    def _transfer_to_extension(self, call: Call, ext: str) -> None:
+        raise NotImplementedError
+
+    def _transfer_failed(self, call: Call, why: str) -> None:
+        raise NotImplementedError
+
     def _hangup_leg(
         self, call: Call, leg: Leg, who: str, *, send_bye: bool, outcome: str | None = None
     ) -> None:

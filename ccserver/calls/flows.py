@@ -105,12 +105,14 @@ class FlowSteps(CallCore):
                     **call.attributes, "callback_number": action.number,
                     "callback_queue": action.queue})  # fmt: skip
             elif isinstance(action, ivr.Transfer):
-                # Transfers out of the IVR need an outbound route; until one is
-                # configured the flow takes its failure branch.
-                why = f"no route to {action.kind} {action.target}"
-                self.loop.call_soon(
-                    self._feed, call, lambda run, now, why=why: run.transfer_failed(now, why)
-                )
+                self._cancel_flow_timer(call)
+                self._stop_speech(call)
+                if action.kind == "extension":
+                    self._transfer_to_extension(call, action.target)
+                else:
+                    # External numbers need an outbound trunk route, which the
+                    # platform does not have yet: the flow's failure branch.
+                    self._transfer_failed(call, f"no outbound route to {action.target}")
             elif isinstance(action, ivr.Enqueue):
                 self._cancel_flow_timer(call)
                 self._stop_speech(call)

@@ -10,6 +10,7 @@ an `Overflow` moves the caller on when it waited too long.
 from __future__ import annotations
 
 import random
+from typing import Any
 
 from acd.decisions import Announce, Overflow
 from acd.router import Offer
@@ -22,6 +23,9 @@ from ccserver.sip.dialog import Dialog
 from ccserver.sip.headers import Headers
 from ccserver.sip.message import Request, Response, new_call_id, new_tag
 from ccserver.sip.uri import NameAddr, SipUri
+
+#: How long an IVR transfer rings the extension before the flow's failure branch.
+TRANSFER_RING_TIMEOUT = 20.0
 
 
 class QueueRouting(CallCore):
@@ -187,11 +191,10 @@ class QueueRouting(CallCore):
             bye()
 
     # -- ringing agents -------------------------------------------------------------
-    async def _ring_agent(self, call: Call, o: Offer, contact: str, source: Address) -> None:
-        endpoint = await self.ports.open("agent")
-        if call.state == "ended":
-            endpoint.close()  # the router already withdrew the offer
-            return
+    def _invite(
+        self, call: Call, user: str, contact: str, source: Address, endpoint: Any
+    ) -> tuple[Request, SessionDescription]:
+        """An INVITE to a registered phone on behalf of the caller (their number shown)."""
         target = SipUri.parse(contact)
         sdp = offer(
             local_ip=self.s.host,
@@ -205,7 +208,7 @@ class QueueRouting(CallCore):
         caller = call.caller.invite.from_
         display = caller.display or call.caller_number
         h.add("From", str(NameAddr(self.our_uri(call.caller_number), display, {"tag": new_tag()})))
-        h.add("To", str(NameAddr(SipUri(user=o.agent, host=self.s.host, port=self.port))))
+        h.add("To", str(NameAddr(SipUri(user=user, host=self.s.host, port=self.port))))
         h.add("Call-ID", new_call_id(self.s.host))
         h.add("CSeq", "1 INVITE")
         h.add("Contact", f"<{self.our_uri()}>")
@@ -213,7 +216,14 @@ class QueueRouting(CallCore):
         h.add("User-Agent", SERVER)
         h.add("X-Contact-ID", call.contact_id)
         h.add("Content-Type", "application/sdp")
-        invite = Request("INVITE", target, h, sdp.to_bytes())
+        return Request("INVITE", target, h, sdp.to_bytes()), sdp
+
+    async def _ring_agent(self, call: Call, o: Offer, contact: str, source: Address) -> None:
+        endpoint = await self.ports.open("agent")
+        if call.state == "ended":
+            endpoint.close()  # the router already withdrew the offer
+            return
+        invite, sdp = self._invite(call, o.agent, contact, source, endpoint)
         leg = Leg("uac", endpoint, invite, source, offer=sdp, agent=o.agent)
         call.ringing[o.agent] = leg
         call.state = "ringing"
@@ -227,6 +237,104 @@ class QueueRouting(CallCore):
         if call.ring_timer is None:
             timeout = self.s.queue_ring_timeout.get(o.queue, 15.0)
             call.ring_timer = self.loop.call_later(timeout, self._ring_timeout, call)
+
+    # -- transfers out of the IVR ------------------------------------------------------
+    def _transfer_to_extension(self, call: Call, ext: str) -> None:
+        """Ring an extension's phone for the caller (an IVR transfer node), outside the ACD."""
+        bindings = self.reg.lookup(ext, self.now())
+        if ext not in self.s.extensions or not bindings:
+            self._transfer_failed(call, f"extension {ext} is not registered")
+            return
+        call.state = "transferring"
+        self.clock.play(call.caller.endpoint, [self.moh], loop=True)
+        task = self.loop.create_task(
+            self._ring_extension(call, ext, bindings[0].contact, bindings[0].source)
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _ring_extension(self, call: Call, ext: str, contact: str, source: Address) -> None:
+        endpoint = await self.ports.open("transfer")
+        if call.state != "transferring":
+            endpoint.close()
+            return
+        invite, sdp = self._invite(call, ext, contact, source, endpoint)
+        leg = Leg("uac", endpoint, invite, source, offer=sdp)
+        self._legs[invite.call_id] = (call, leg)
+        # Kept with the ringing phones so a caller who hangs up cancels it too.
+        call.ringing[f"transfer:{ext}"] = leg
+        self._note(call, "transfer_ringing", {"extension": ext})
+        call.log.info("transferring to extension %s at %s", ext, contact)
+        leg.client_tx = self.sip.send_request(
+            invite, source, lambda r: self._transfer_response(call, leg, ext, r)
+        )
+        call.ring_timer = self.loop.call_later(
+            TRANSFER_RING_TIMEOUT, self._transfer_timeout, call, leg, ext
+        )
+
+    def _transfer_timeout(self, call: Call, leg: Leg, ext: str) -> None:
+        call.ring_timer = None
+        if call.state != "transferring" or leg.state == "confirmed":
+            return
+        call.ringing.pop(f"transfer:{ext}", None)
+        leg.released = True
+        self._cancel_leg(leg, "no-answer")
+        self._transfer_failed(call, f"extension {ext} did not answer")
+
+    def _transfer_response(self, call: Call, leg: Leg, ext: str, resp: Response) -> None:
+        status = resp.status
+        if status >= 200:
+            call.ringing.pop(f"transfer:{ext}", None)
+        if status < 200:
+            leg.provisional = True
+            if leg.cancel_pending:
+                self._send_cancel(leg)
+            return
+        if status < 300:
+            leg.dialog = Dialog.from_uac(leg.invite, resp)
+            leg.state = "confirmed"
+            self._send_ack(leg, resp)
+            try:
+                if leg.released or call.state != "transferring":
+                    raise ValueError("the transfer was given up")
+                assert leg.offer is not None
+                audio = negotiate_answer(leg.offer, SessionDescription.parse(resp.body))
+            except (ValueError, AssertionError) as exc:
+                self._send_bye(leg)
+                self._release_leg(leg)
+                if call.state == "transferring":
+                    self._transfer_failed(call, f"unusable answer: {exc}")
+                return
+            if call.ring_timer is not None:
+                call.ring_timer.cancel()
+                call.ring_timer = None
+            leg.endpoint.configure(audio)
+            self.clock.stop(call.caller.endpoint)
+            call.caller.endpoint.bridge(leg.endpoint)
+            leg.endpoint.bridge(call.caller.endpoint)
+            call.agent_leg = leg
+            call.state = "bridged"
+            call.answered = True
+            self.recorder.update(call.contact_id, answered_at=_utcnow())
+            self._note(call, "answered", {"extension": ext, "transfer": True,
+                                          "codec": audio.codec})  # fmt: skip
+            return
+        leg.state = "terminated"
+        self._release_leg(leg)
+        if not leg.released and call.state == "transferring":
+            if call.ring_timer is not None:
+                call.ring_timer.cancel()
+                call.ring_timer = None
+            self._transfer_failed(call, f"extension {ext} answered {status}")
+
+    def _transfer_failed(self, call: Call, why: str) -> None:
+        """Back to the flow, which takes the transfer node's failure branch."""
+        self.clock.stop(call.caller.endpoint)
+        call.state = "ivr"
+        call.log.info("transfer failed: %s", why)
+        self.loop.call_soon(
+            self._feed, call, lambda run, now, why=why: run.transfer_failed(now, why)
+        )
 
     def _stop_ringing(self, call: Call, why: str, keep: Leg | None = None) -> list[str]:
         """CANCEL every phone still ringing for the call (but `keep`); the router is told

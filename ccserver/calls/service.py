@@ -420,6 +420,8 @@ class CallService(FlowSteps, QueueRouting):
             call.ring_timer = None
         now = self.now()
         agent_leg = call.agent_leg
+        if previous == "transferring":
+            self._stop_ringing(call, "caller-gone")
         if previous in ("queued", "ringing"):
             departure = self.router.abandon(call.contact_id, now)
             self._stop_ringing(call, "caller-gone")
