@@ -53,6 +53,15 @@ def hold_music() -> np.ndarray:
     return np.concatenate(parts)
 
 
+def outbound_route(cfg: Config) -> tuple[str, int] | None:
+    """The first trunk's outbound carrier address, for calls to external numbers."""
+    for trunk in cfg.trunks.values():
+        if trunk.outbound:
+            host, _, port = trunk.outbound.rpartition(":")
+            return host, int(port)
+    return None
+
+
 class Node:
     """One running contact-center node."""
 
@@ -141,6 +150,7 @@ class Node:
             node=cfg.server.node_name,
             config_dir=cfg.source_dir,
             data_dir=cfg.data_dir,
+            outbound=outbound_route(cfg),
         )
         passwords = {num: ext.password for num, ext in cfg.extensions.items()}
 

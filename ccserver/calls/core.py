@@ -198,6 +198,9 @@ class CallCore:
     def _transfer_failed(self, call: Call, why: str) -> None:
         raise NotImplementedError
 
+    def _transfer_to_number(self, call: Call, number: str) -> None:
+        raise NotImplementedError
+
     def _hangup_leg(
         self, call: Call, leg: Leg, who: str, *, send_bye: bool, outcome: str | None = None
     ) -> None:

@@ -110,9 +110,7 @@ class FlowSteps(CallCore):
                 if action.kind == "extension":
                     self._transfer_to_extension(call, action.target)
                 else:
-                    # External numbers need an outbound trunk route, which the
-                    # platform does not have yet: the flow's failure branch.
-                    self._transfer_failed(call, f"no outbound route to {action.target}")
+                    self._transfer_to_number(call, action.target)
             elif isinstance(action, ivr.Enqueue):
                 self._cancel_flow_timer(call)
                 self._stop_speech(call)

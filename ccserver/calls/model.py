@@ -31,6 +31,7 @@ class CallSettings:
     node: str = "node1"
     config_dir: Path = Path()  # audio files of flows are relative to it
     data_dir: Path = Path("data")  # recordings go under it
+    outbound: tuple[str, int] | None = None  # the carrier for external numbers
 
 
 @dataclass(eq=False)

@@ -245,11 +245,20 @@ class QueueRouting(CallCore):
         if ext not in self.s.extensions or not bindings:
             self._transfer_failed(call, f"extension {ext} is not registered")
             return
+        self._start_transfer(call, ext, bindings[0].contact, bindings[0].source)
+
+    def _transfer_to_number(self, call: Call, number: str) -> None:
+        """Call an external number through the trunk's outbound route."""
+        if self.s.outbound is None:
+            self._transfer_failed(call, f"no outbound route to {number}")
+            return
+        host, port = self.s.outbound
+        self._start_transfer(call, number, f"sip:{number}@{host}:{port}", (host, port))
+
+    def _start_transfer(self, call: Call, ext: str, contact: str, source: Address) -> None:
         call.state = "transferring"
         self.clock.play(call.caller.endpoint, [self.moh], loop=True)
-        task = self.loop.create_task(
-            self._ring_extension(call, ext, bindings[0].contact, bindings[0].source)
-        )
+        task = self.loop.create_task(self._ring_extension(call, ext, contact, source))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -361,6 +361,19 @@ class Trunk(_Model):
 
     addresses: tuple[Network, ...] = Field(strict=False, min_length=1)
     description: str = ""
+    outbound: str | None = None
+    """``host:port`` of the carrier for calls the platform places to external numbers
+    (IVR transfers); None: this trunk only brings calls in."""
+
+    @field_validator("outbound")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        host, sep, port = value.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"{value!r} is not host:port, e.g. '203.0.113.10:5060'")
+        return value
 
     def allows(self, address: str | IPv4Address | IPv6Address) -> bool:
         """Whether a packet from ``address`` comes from this trunk."""

@@ -97,3 +97,36 @@ async def test_transfer_to_an_unregistered_extension_takes_the_failure_branch(
     assert nodes[-1] == "sorry", nodes
     assert contact.outcome == "completed-ivr"
     assert_clean_log(server)
+
+
+async def test_transfer_to_an_external_number_goes_out_through_the_trunk(
+    start_server: StartServer, peers: Peers
+) -> None:
+    """With an outbound route on the trunk, a transfer node's number is called through
+    the carrier (SIPp's built-in UAS plays the carrier here) and bridged."""
+    carrier = await peers.uas()
+
+    def edit(config: Path) -> None:
+        transfer_flow("0")(config)
+        flow = config / "flows" / "transfer_demo.toml"
+        flow.write_text(flow.read_text().replace('extension = "0"', 'number = "0612345678"'))
+        trunks = config / "trunks.toml"
+        trunks.write_text(
+            trunks.read_text().replace(
+                'description = "Demo carrier',
+                f'outbound = "127.0.0.1:{carrier.local_port}"\ndescription = "Demo carrier',
+            )
+        )
+
+    server: ServerProcess = await start_server(edit=edit)
+    caller = await flow_caller(
+        peers, server, service="5009", variables=simple_caller_vars(talk_ms=5000)
+    )
+    await caller.wait()
+    (contact,) = await server.wait_contact_closed(1, timeout=10)
+    (answered,) = events(contact, "answered")
+    assert answered.data["extension"] == "0612345678", timeline(contact)
+    (invite,) = [m for m in carrier.messages() if not m.sent and m.method == "INVITE"]
+    assert invite.first_line.startswith("INVITE sip:0612345678@127.0.0.1:"), invite.first_line
+    assert contact.outcome == "answered"
+    assert_clean_log(server)
