@@ -34,6 +34,11 @@ from pydantic import (
     model_validator,
 )
 
+from ccserver.config.checks import DTMF_KEYS
+from ccserver.config.checks import check_dtmf_key as _check_dtmf_key
+from ccserver.config.checks import check_language as _check_language
+from ccserver.config.checks import check_name as _check_name
+
 __all__ = [
     "ANY_LANGUAGE",
     "BUILTIN_VARIABLES",
@@ -121,30 +126,6 @@ Number = Annotated[int | float, BeforeValidator(_as_number)]
 
 # The same rules as ccserver.config.schema (a test keeps them equal): schema.py
 # imports this module for `Flow`, so this one cannot import schema.py.
-_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
-_LANGUAGE_RE = re.compile(r"[a-z]{2,3}([-_][A-Za-z0-9]{1,8})*")
-DTMF_KEYS = "0123456789*#ABCD"
-
-
-def _check_name(value: str) -> str:
-    if not _NAME_RE.fullmatch(value):
-        raise ValueError(
-            f"invalid name {value!r}: use a letter then letters, digits, '-' or '_' "
-            "(at most 64 characters)"
-        )
-    return value
-
-
-def _check_language(value: str) -> str:
-    if not _LANGUAGE_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a voice/language tag such as 'en' or 'en-us'")
-    return value
-
-
-def _check_dtmf_key(value: str) -> str:
-    if len(value) != 1 or value not in DTMF_KEYS:
-        raise ValueError(f"{value!r} is not a DTMF key: use one of 0-9, *, #, A-D")
-    return value
 
 
 Name = Annotated[str, AfterValidator(_check_name)]

@@ -28,6 +28,10 @@ from pydantic import (
     model_validator,
 )
 
+from ccserver.config.checks import DTMF_KEYS
+from ccserver.config.checks import check_dtmf_key as _check_dtmf_key
+from ccserver.config.checks import check_language as _check_language
+from ccserver.config.checks import check_name as _check_name
 from ccserver.config.flows import (
     NODE_KINDS,
     Flow,
@@ -73,8 +77,6 @@ __all__ = [
     "WebhooksConfig",
 ]
 
-DTMF_KEYS = "0123456789*#ABCD"
-"""The sixteen RFC 4733 §3.2 DTMF events a menu can react to."""
 
 QueueStrategy = Literal[
     "ring-all",
@@ -89,10 +91,8 @@ QueueStrategy = Literal[
 QUEUE_STRATEGIES: tuple[str, ...] = get_args(QueueStrategy)
 
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-_NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 _EXTENSION_RE = re.compile(r"[0-9]{1,15}")
 _DID_RE = re.compile(r"\+?[0-9]{1,15}")
-_LANGUAGE_RE = re.compile(r"[a-z]{2,3}([-_][A-Za-z0-9]{1,8})*")
 _DB_SCHEMES = ("sqlite+aiosqlite://", "postgresql+asyncpg://")
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 _OVERFLOW_RE = re.compile(
@@ -117,15 +117,6 @@ DEFAULT_REASON_CODES = {
 """Not-ready reasons agents may choose when ``[acd].reason_codes`` is not set."""
 
 
-def _check_name(value: str) -> str:
-    if not _NAME_RE.fullmatch(value):
-        raise ValueError(
-            f"invalid name {value!r}: use a letter then letters, digits, '-' or '_' "
-            "(at most 64 characters)"
-        )
-    return value
-
-
 def _check_extension_number(value: str) -> str:
     if not _EXTENSION_RE.fullmatch(value):
         raise ValueError(f"invalid extension number {value!r}: use 1 to 15 digits")
@@ -138,21 +129,9 @@ def _check_did_number(value: str) -> str:
     return value
 
 
-def _check_dtmf_key(value: str) -> str:
-    if len(value) != 1 or value not in DTMF_KEYS:
-        raise ValueError(f"{value!r} is not a DTMF key: use one of 0-9, *, #, A-D")
-    return value
-
-
 def _check_not_blank(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")
-    return value
-
-
-def _check_language(value: str) -> str:
-    if not _LANGUAGE_RE.fullmatch(value):
-        raise ValueError(f"{value!r} is not a voice/language tag such as 'en' or 'en-us'")
     return value
 
 

@@ -17,7 +17,7 @@ from typing import Final
 from ccserver.sip.errors import LocalProtocolError, RemoteProtocolError
 from ccserver.sip.headers import Headers
 from ccserver.sip.message import Request, Response, make_response, new_branch
-from ccserver.sip.transaction import Address, make_non2xx_ack
+from ccserver.sip.transaction import Address, make_non2xx_ack, same_transaction_request
 from ccserver.sip.uri import NameAddr, SipUri, Via
 
 __all__ = [
@@ -525,14 +525,4 @@ def make_cancel(invite: Request) -> Request:
     """
     if invite.method != "INVITE":
         raise LocalProtocolError(f"only INVITE is cancelled, not {invite.method}")
-    headers = Headers()
-    headers.add("Via", str(invite.top_via))
-    for route in invite.headers.get_all("Route"):
-        headers.add("Route", route)
-    headers.add("Max-Forwards", "70")
-    headers.add("From", invite.headers.get("From") or str(invite.from_))
-    headers.add("To", invite.headers.get("To") or str(invite.to))
-    headers.add("Call-ID", invite.call_id)
-    headers.add("CSeq", f"{invite.cseq[0]} CANCEL")
-    headers.add("Content-Length", "0")
-    return Request("CANCEL", invite.uri.copy(), headers)
+    return same_transaction_request(invite, "CANCEL", invite.headers.get("To") or str(invite.to))

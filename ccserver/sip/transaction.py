@@ -206,17 +206,24 @@ def make_non2xx_ack(invite: Request, response: Response) -> Request:
     the response (it carries the tag), one Via: the INVITE's top Via, so the
     ACK matches the server transaction, and the INVITE's Route set.
     """
+    return same_transaction_request(invite, "ACK", response.headers.get("To") or str(response.to))
+
+
+def same_transaction_request(invite: Request, method: str, to: str) -> Request:
+    """A request that belongs to the INVITE's transaction (ACK for a non-2xx, CANCEL):
+    same Request-URI, Call-ID, From, CSeq number and top Via (so it matches the
+    server transaction, RFC 3261 §9.1, §17.1.1.3), the INVITE's Route set."""
     headers = Headers()
     headers.add("Via", str(invite.top_via))
     for route in invite.headers.get_all("Route"):
         headers.add("Route", route)
     headers.add("Max-Forwards", "70")
     headers.add("From", invite.headers.get("From") or str(invite.from_))
-    headers.add("To", response.headers.get("To") or str(response.to))
+    headers.add("To", to)
     headers.add("Call-ID", invite.call_id)
-    headers.add("CSeq", f"{invite.cseq[0]} ACK")
+    headers.add("CSeq", f"{invite.cseq[0]} {method}")
     headers.add("Content-Length", "0")
-    return Request("ACK", invite.uri.copy(), headers)
+    return Request(method, invite.uri.copy(), headers)
 
 
 # --------------------------------------------------------------------------
