@@ -232,7 +232,7 @@ async def test_the_loop_stays_responsive_while_recognising(
     lags: list[float] = []
     done = asyncio.Event()
 
-    # The ticker is the measuring instrument: it asks to wake every TICK and
+    # The ticker is the measuring instrument: it asks to wake every tick_every and
     # records how late the loop woke it (not a wait for anything to happen).
     tick_every = 0.005
 
