@@ -147,7 +147,6 @@ class Node:
             flows=dict(cfg.flows),
             queue_ring_timeout={name: q.ring_timeout for name, q in cfg.queues.items()},
             extensions=set(cfg.extensions),
-            node=cfg.server.node_name,
             config_dir=cfg.source_dir,
             data_dir=cfg.data_dir,
             outbound=outbound_route(cfg),

@@ -28,7 +28,6 @@ class CallSettings:
     flows: dict[str, Any]
     queue_ring_timeout: dict[str, float]
     extensions: set[str] = field(default_factory=set)
-    node: str = "node1"
     config_dir: Path = Path()  # audio files of flows are relative to it
     data_dir: Path = Path("data")  # recordings go under it
     outbound: tuple[str, int] | None = None  # the carrier for external numbers

@@ -45,7 +45,6 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.local: Address = ("", 0)
         self.remote: Address | None = None
         self._latched = False
-        self.audio: NegotiatedAudio | None = None
         self.codec = "PCMU"
         self.payload_type = 0
         self.dtmf_pt: int | None = None
@@ -55,16 +54,12 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         self.listeners: list[AudioListener] = []
         self.peer: RtpEndpoint | None = None
         self._to_peer_table: bytes | None = None
-        self.packets_in = 0
-        self.packets_out = 0
-        self.audio_in = 0
         self.closed = False
         self.may_send = True
 
     # -- setup ------------------------------------------------------------
     def configure(self, audio: NegotiatedAudio) -> None:
         """Apply an offer/answer result: where to send, which codec and event PT."""
-        self.audio = audio
         self.codec = audio.codec
         self.payload_type = audio.payload_type
         self.dtmf_pt = audio.dtmf_payload_type
@@ -108,11 +103,9 @@ class RtpEndpoint(asyncio.DatagramProtocol):
             # Symmetric RTP: answer where the packets really come from.
             self.remote = (addr[0], addr[1])
             self._latched = True
-        self.packets_in += 1
         if pt == self.dtmf_pt:
             self._dtmf_packet(data)
             return
-        self.audio_in += 1
         peer = self.peer
         if peer is not None:
             peer.send_forwarded(data, self._to_peer_table)
@@ -145,24 +138,20 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         # holds (sendonly/inactive) is sent nothing (RFC 3264 §6.1, §8.4).
         if self.remote is None or self.transport is None or not self.may_send:
             return
-        out = self.sender.forward(
-            data,
-            payload_type=self.payload_type if payload_type is None else payload_type,
-            translate=table,
-        )
+        try:
+            out = self.sender.forward(
+                data,
+                payload_type=self.payload_type if payload_type is None else payload_type,
+                translate=table,
+            )
+        except ValueError:
+            return  # a header extension or padding that does not fit: drop the packet
         self.transport.sendto(out, self.remote)
-        self.packets_out += 1
 
     def send_audio(self, payload: bytes, samples: int, marker: bool = False) -> None:
         if self.remote is None or self.transport is None or not self.may_send:
             return
         self.transport.sendto(self.sender.packet(payload, samples, marker=marker), self.remote)
-        self.packets_out += 1
-
-    def send_raw(self, packet: bytes) -> None:
-        if self.remote is not None and self.transport is not None and self.may_send:
-            self.transport.sendto(packet, self.remote)
-            self.packets_out += 1
 
     def close(self) -> None:
         self.peer = None
