@@ -432,13 +432,9 @@ class QueueRouting(CallCore):
             call.ring_timer.cancel()
             call.ring_timer = None
         call.ringing.pop(leg.agent, None)
-        withdrawn = self.router.answered(call.contact_id, self.now(), agent=leg.agent)
-        # Ring-all: the other phones stop ringing.
-        for w in withdrawn:
-            other = call.ringing.pop(w.agent, None)
-            if other is not None:
-                other.released = True
-                self._cancel_leg(other, "answered-elsewhere")
+        # Ring-all: the router withdraws the other offers; their phones stop
+        # ringing (every phone still ringing for this call is one of them).
+        self.router.answered(call.contact_id, self.now(), agent=leg.agent)
         self._stop_ringing(call, "answered-elsewhere")
         leg.endpoint.configure(audio)
         self.clock.stop(call.caller.endpoint)

@@ -420,11 +420,10 @@ class CallService(FlowSteps, QueueRouting):
             call.ring_timer = None
         now = self.now()
         agent_leg = call.agent_leg
-        if previous == "transferring":
-            self._stop_ringing(call, "caller-gone")
+        # Phones still ringing for the caller (agents, or a transfer target) stop.
+        self._stop_ringing(call, "caller-gone")
         if previous in ("queued", "ringing"):
             departure = self.router.abandon(call.contact_id, now)
-            self._stop_ringing(call, "caller-gone")
             self._record_agent_changes()
             if departure is not None:
                 self._note(
