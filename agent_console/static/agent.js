@@ -60,7 +60,7 @@ function renderPop(pop) {
   if (!pop) { panel.hidden = true; return; }
   const c = pop.customer;
   $("pop-name").textContent = c ? c.name : `${t("pop.unknown")} ${pop.caller || ""}`;
-  const tier = (pop.tier || (c && c.tier) || "").toString();
+  const tier = ((c && c.tier) || pop.tier || "").toString();
   $("pop-tier").textContent = tier;
   $("pop-tier").dataset.tier = tier.toLowerCase();
   $("pop-tier").hidden = !tier;

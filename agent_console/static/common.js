@@ -37,6 +37,7 @@ const LABELS = {
     "wb.abandon": "Abandoned", "wb.answered": "Answered", "wb.agent": "Agent", "wb.name": "Name",
     "wb.state": "State", "wb.reason": "Reason", "wb.time": "Time", "wb.call": "Call",
     "wb.actions": "Actions", "wb.force": "Force", "wb.target": "target",
+    "wb.changes": "Latest state changes",
     "err.generic": "The server refused: {m}",
   },
   zh: {
@@ -73,6 +74,7 @@ const LABELS = {
     "wb.abandon": "放弃率", "wb.answered": "已接听", "wb.agent": "座席", "wb.name": "姓名",
     "wb.state": "状态", "wb.reason": "原因", "wb.time": "时长", "wb.call": "通话",
     "wb.actions": "操作", "wb.force": "强制", "wb.target": "目标",
+    "wb.changes": "最近状态变化",
     "err.generic": "服务器拒绝：{m}",
   },
 };

@@ -71,7 +71,8 @@ function renderAgents() {
       el("td", {}, a.agent), el("td", {}, a.name),
       el("td", {}, el("span", { class: "state-badge", dataset: { state: a.state } }, stateLabel(a.state))),
       el("td", {}, a.reason ? (W.settings.reason_codes[a.reason] || a.reason) : ""),
-      el("td", { class: cls, dataset: { tick: a.seconds_in_state } }, duration(a.seconds_in_state + since)),
+      loggedOut ? el("td", {}, "")  // time logged out says nothing on a wallboard
+        : el("td", { class: cls, dataset: { tick: a.seconds_in_state } }, duration(a.seconds_in_state + since)),
       el("td", {}, a.contact_id ? `${a.queue || ""} · ${a.contact_id.slice(0, 8)}` : ""),
       el("td", { class: "actions" },
         el("button", { disabled: loggedOut || a.state === "available", onclick: () => force(a.agent, "ready") }, t("agent.ready")),
@@ -101,6 +102,25 @@ async function refresh() {
   } catch (err) { showError(err); }
 }
 
+// The last agent state changes, newest first: short states (ringing, wrap-up)
+// stay readable after the grid has moved on.
+function noteChange(ev) {
+  const list = document.getElementById("changes");
+  const name = (W.settings.agents || {})[ev.agent] || ev.agent;
+  const at = new Date(ev.at * 1000).toLocaleTimeString();
+  const reason = ev.data.reason ? ` (${W.settings.reason_codes[ev.data.reason] || ev.data.reason})` : "";
+  list.prepend(el("li", { dataset: { agent: ev.agent, state: ev.data.state } },
+    `${at} ${ev.agent} ${name}: `, stateLabel(ev.data.from), " → ",
+    el("span", { class: "state-badge small", dataset: { state: ev.data.state } }, stateLabel(ev.data.state)),
+    reason));
+  while (list.children.length > 12) list.lastChild.remove();
+}
+
+function onEvent(ev) {
+  if (ev.type === "agent.state") noteChange(ev);
+  soon();
+}
+
 // Many events arrive in bursts (one call makes several): refresh once per burst.
 function soon() {
   if (W.pending) return;
@@ -118,5 +138,5 @@ document.addEventListener("DOMContentLoaded", async () => {
   setInterval(tickAgents, 1000);
   setInterval(renderQueues, 1000);
   setInterval(refresh, 10000);
-  new EventStream(soon, refresh);
+  new EventStream(onEvent, refresh);
 });
