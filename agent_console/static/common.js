@@ -155,6 +155,10 @@ async function loadMe() {
   return session.me;
 }
 
+// An open page keeps its session alive ([console].session_idle counts from the
+// last request; a page waiting for calls makes none for a long time).
+setInterval(() => { if (session.me) loadMe().catch(() => {}); }, 5 * 60 * 1000);
+
 async function signOut() {
   try { await api("POST", "/console/api/logout"); } finally {
     location.href = "/console/login";

@@ -177,6 +177,12 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(row).to_have_attribute("data-state", "on-call")
     await expect(waiting).to_have_text("0")
 
+    # Hold from the button, resume from the keyboard.
+    await agent_page.click("#btn-hold")
+    await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "held")
+    await agent_page.keyboard.press("Alt+h")
+    await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "connected")
+
     # The agent hangs up from the page and wraps up.
     await agent_page.click("#btn-hangup")
     await expect(agent_page.locator("#wrapup")).to_be_visible()
@@ -205,6 +211,18 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     steps = [e.type for e in contact.events]
     assert "disposition" in steps, steps
     assert not problems, problems
+
+    # The labels switch to Simplified Chinese on the spot (CJK fonts installed).
+    await agent_page.select_option("#lang", "zh")
+    await expect(agent_page.locator("#btn-wrap-save")).to_contain_text("保存")
+    await expect(agent_page.locator("#state")).to_have_text("已登出")
+    await agent_page.screenshot(path=shot_path("agent-console-zh.png"))
+
+    # The server goes away: both pages say they are offline (and keep trying).
+    await server.stop()
+    for page in (agent_page, board):
+        await expect(page.locator("#conn")).to_have_attribute("data-state", "offline")
+    await expect(agent_page.locator("#conn")).to_have_text("离线：正在重新连接…")
     await agent_ctx.close()
     await sup_ctx.close()
 
