@@ -212,6 +212,14 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     assert "disposition" in steps, steps
     assert not problems, problems
 
+    # The wallboard's figures count the answered call.
+    answered_figure = board.locator('[data-queue="general"] [data-figure="answered"] .value')
+    await expect(answered_figure).to_have_text("1")
+    await expect(board.locator('[data-queue="general"] [data-figure="sl"] .value')).to_have_text(
+        "100%"
+    )
+    await board.screenshot(path=shot_path("wallboard-after-call.png"))
+
     # The labels switch to Simplified Chinese on the spot (CJK fonts installed).
     await agent_page.select_option("#lang", "zh")
     await expect(agent_page.locator("#btn-wrap-save")).to_contain_text("保存")
