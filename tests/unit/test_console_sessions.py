@@ -6,9 +6,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from agent_console.passwords import hash_password, verify_password
 from agent_console.sessions import LoginThrottle, SessionStore
+from ccserver.cli import cli
 from ccserver.config import ConfigError, load_config, shipped_config_dir
 from cti.auth import Principal
 
@@ -93,3 +95,20 @@ def test_shipped_demo_users_sign_in_with_documented_passwords() -> None:
     assert set(users) == {f"agent{n}" for n in range(1001, 1011)} | {"supervisor", "admin"}
     assert users["agent1001"].agent == "1001" and users["supervisor"].roles == ("supervisor",)
     assert verify_password("console1001", users["agent1001"].password)
+
+
+def test_passwd_prints_an_entry_the_loader_accepts(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        cli, ["passwd", "alice", "--agent", "1001", "--stdin"], input="s3cret pass\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert "s3cret" not in result.output
+    cfg = tmp_path / "config"
+    shutil.copytree(shipped_config_dir(), cfg)
+    (cfg / "users.toml").write_text(result.output)
+    user = load_config(cfg).users["alice"]
+    assert user.roles == ("agent",) and user.agent == "1001"
+    assert verify_password("s3cret pass", user.password)
+
+    refused = CliRunner().invoke(cli, ["passwd", "bob", "--stdin"], input="x\n")
+    assert refused.exit_code == 2 and "--agent" in refused.output
