@@ -21,6 +21,7 @@ I/O, so expiry and lockout are tested without a clock.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -78,15 +79,17 @@ class SessionStore:
         return len(self._sessions)
 
     def create(self, principal: Principal, now: float, display_name: str = "") -> Session:
+        session_id = secrets.token_urlsafe(32)
+        key = _key(session_id)
         session = Session(
-            id=secrets.token_urlsafe(32),
-            principal=principal,
+            id=session_id,
+            principal=dataclasses.replace(principal, session=key.hex()),
             csrf=secrets.token_urlsafe(32),
             created=now,
             last_seen=now,
             display_name=display_name or principal.name,
         )
-        self._sessions[_key(session.id)] = session
+        self._sessions[key] = session
         while len(self._sessions) > self.limit:  # the least recently used go first
             self._sessions.popitem(last=False)
         return session

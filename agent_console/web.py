@@ -42,9 +42,10 @@ from agent_console.sessions import (
     SessionStore,
 )
 from ccserver.config.schema import Config, ConsoleUser
-from cti.api import read_body
+from cti.api import SOCKETS, read_body
 from cti.auth import Principal
 from cti.errors import ControlError, forbidden, unauthorized
+from cti.ws import CLOSE_UNAUTHORIZED, PRINCIPAL
 
 __all__ = ["CONSOLE", "DEFAULT_DISPOSITIONS", "Console", "setup_console"]
 
@@ -188,6 +189,12 @@ async def logout(request: web.Request) -> web.Response:
     # The same CSRF rule as every state-changing /api request.
     request.app[CONSOLE].backend.authenticate(request)
     request.app[CONSOLE].store.drop(session.id)
+    # The event streams opened with this session end with it.
+    sockets = request.app[SOCKETS]
+    for ws in list(sockets):
+        who = ws.get(PRINCIPAL)
+        if who is not None and who.session == session.principal.session:
+            await ws.close(code=CLOSE_UNAUTHORIZED, message=b"signed out")
     log.info("console sign-out: %s", session.principal.name)
     response = web.json_response({"signed_out": True})
     response.del_cookie(COOKIE, path="/")

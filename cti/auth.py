@@ -52,6 +52,9 @@ class Principal:
     agent: str | None = None
     """The agent extension a token is bound to, if any."""
     via: str = "token"
+    session: str | None = None
+    """For a console session: its key (a digest, never the cookie), so signing out
+    can close the event streams opened with it."""
 
     @property
     def rank(self) -> int:

@@ -301,11 +301,17 @@ async def test_console_sessions_roles_csrf_and_sockets(server: ServerProcess) ->
             msg = await asyncio.wait_for(ws.receive(), 5)
             assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401, msg
 
-        # Signing out needs the token too, and ends the session for good.
+        # Signing out needs the token too, ends the session for good, and closes
+        # the event streams opened with it.
+        stream = await http.ws_connect(f"{base}/api/events", origin=base)
+        assert json.loads((await asyncio.wait_for(stream.receive(), 5)).data)["agent"] == "1001"
         async with http.post(f"{base}/console/api/logout") as r:
             assert r.status == 403
         async with http.post(f"{base}/console/api/logout", headers=csrf) as r:
             assert r.status == 200
+        msg = await asyncio.wait_for(stream.receive(), 5)
+        assert msg.type == aiohttp.WSMsgType.CLOSE and msg.data == 4401, msg
+        await stream.close()
         async with http.get(f"{base}/api/agents") as r:
             assert r.status == 401
 

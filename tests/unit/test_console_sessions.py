@@ -112,3 +112,11 @@ def test_passwd_prints_an_entry_the_loader_accepts(tmp_path: Path) -> None:
 
     refused = CliRunner().invoke(cli, ["passwd", "bob", "--stdin"], input="x\n")
     assert refused.exit_code == 2 and "--agent" in refused.output
+
+
+def test_session_principal_carries_its_key_not_its_id() -> None:
+    store = SessionStore(idle=60, lifetime=300)
+    one, two = store.create(AGENT, 0.0), store.create(AGENT, 0.0)
+    assert one.principal.session and one.principal.session != two.principal.session
+    assert one.id not in (one.principal.session or "")
+    assert one.principal.agent == "1001" and one.principal.roles == AGENT.roles
