@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -186,7 +187,9 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     # The agent hangs up from the page and wraps up.
     await agent_page.click("#btn-hangup")
     await expect(agent_page.locator("#wrapup")).to_be_visible()
-    await expect(agent_page.locator("#wrap-countdown")).to_contain_text("s")
+    countdown = agent_page.locator("#wrap-countdown")
+    await expect(countdown).to_have_text(re.compile(r"^[1-5] s left$"))
+    started = await countdown.inner_text()
     # Wrap-up lasts until the phone unregisters (at once, here): the change list keeps it.
     await expect(
         board.locator('#changes li[data-agent="1001"][data-state="wrap-up"]')
@@ -195,6 +198,7 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await agent_page.fill("#wrap-notes", "Wire traced; customer called back by Emma.")
     await agent_page.click("#btn-wrap-save")
     await expect(agent_page.locator("#wrap-saved")).to_be_visible()
+    await expect(countdown).not_to_have_text(started)  # it counts down
 
     assert (await caller.wait(timeout=20)).ok
     await phone.wait(timeout=30)
