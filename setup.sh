@@ -18,8 +18,11 @@ shift || true
 APT_RUN=(python3 python3-venv python3-dev espeak-ng libespeak-ng1)
 # sip-tester: SIPp callers and agents; baresip-core: a real softphone; tshark:
 # dumpcap observes RTP on loopback; sox: test audio; redis-server and
-# postgresql: the shared-state and SQL backends tested against real servers.
-APT_TEST=(sip-tester baresip-core tshark sox redis-server postgresql)
+# postgresql: the shared-state and SQL backends tested against real servers;
+# chromium + chromium-driver: the web console in a real headless browser
+# (Playwright drives /usr/bin/chromium, it downloads no browser of its own);
+# fonts-noto-cjk: the console's Chinese labels.
+APT_TEST=(sip-tester baresip-core tshark sox redis-server postgresql chromium chromium-driver fonts-noto-cjk)
 
 apt_install() {
   local missing=()

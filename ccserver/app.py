@@ -19,6 +19,7 @@ import numpy as np
 from aiohttp import web
 
 from acd.config import router_from_config
+from agent_console.web import setup_console
 from ccserver.calls.control import CallControl
 from ccserver.calls.service import CallService, CallSettings
 from ccserver.config import Config
@@ -32,7 +33,7 @@ from ccserver.storage.database import make_engine
 from ccserver.storage.recorder import ContactRecorder
 from cti.ami.server import AmiServer, install_reactor, start_ami
 from cti.api import ApiSettings, DatabaseContacts, setup_api
-from cti.auth import Authenticator
+from cti.auth import Authenticator, TokenBackend
 from cti.customers import CustomerDirectory, DatabaseCustomerProvider
 from cti.errors import error_middleware
 from cti.webhooks import WebhookDispatcher
@@ -261,11 +262,12 @@ class Node:
         api = self.cfg.api
         app = web.Application(middlewares=[error_middleware])
         app.router.add_get("/api/health", self._health)
+        sessions = setup_console(app, self.cfg)  # people: the web console's sign-in
         setup_api(
             app,
             control=self.control,
             bus=self.bus,
-            auth=Authenticator.from_tokens(api.tokens),
+            auth=Authenticator([TokenBackend(api.tokens), sessions]),
             contacts=DatabaseContacts(self.engine),
             settings=ApiSettings(
                 ws_heartbeat=api.ws_heartbeat,

@@ -96,6 +96,45 @@ def run(
     run_server(config)
 
 
+# ------------------------------------------------------------------ console users
+
+
+@cli.command("passwd")
+@click.argument("username")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(["agent", "supervisor", "admin"]),
+    default=("agent",),
+    show_default=True,
+    help="A role of the user (repeat for several).",
+)
+@click.option("--agent", metavar="EXT", help="The agent extension (needed with the agent role).")
+@click.option("--stdin", "from_stdin", is_flag=True, help="Read the password from standard input.")
+def passwd(username: str, roles: tuple[str, ...], agent: str | None, from_stdin: bool) -> None:
+    """Print a users.toml entry for USERNAME with a scrypt hash of a new password.
+
+    The password is asked twice on the terminal (or read as one line with
+    --stdin); only its hash is printed. Paste the entry into users.toml.
+    """
+    from agent_console.passwords import hash_password
+
+    if "agent" in roles and agent is None:
+        raise click.UsageError("the agent role needs --agent EXT")
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        raise click.UsageError("the password must not be empty")
+    click.echo(f"[users.{username}]")
+    click.echo(f'password = "{hash_password(password)}"')
+    click.echo("roles = [" + ", ".join(f'"{r}"' for r in roles) + "]")
+    if agent is not None:
+        click.echo(f'agent = "{agent}"')
+
+
 # ------------------------------------------------------------------ exports
 
 

@@ -8,9 +8,11 @@ browsers cannot set headers on it). A :class:`Principal` carries the roles:
 - ``supervisor``: acts on every agent and every call;
 - ``admin``: what a supervisor may, plus administration as it arrives.
 
-:func:`authenticate` asks each configured :class:`AuthBackend` in turn; the
-token backend is the only one today. Sessions for people (the web console's
-sign-in, with its CSRF protection) plug in as another backend.
+:func:`authenticate` asks each configured :class:`AuthBackend` in turn: the
+token backend first, then the web console's sessions for people
+(``agent_console/sessions.py``: a cookie, with a CSRF token required on every
+request that changes something). A session's principal is the person's user
+name, roles and agent extension, so the same routes and checks serve both.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ class Principal:
     agent: str | None = None
     """The agent extension a token is bound to, if any."""
     via: str = "token"
+    session: str | None = None
+    """For a console session: its key (a digest, never the cookie), so signing out
+    can close the event streams opened with it."""
 
     @property
     def rank(self) -> int:
@@ -146,6 +151,8 @@ class Authenticator:
         principal = self.identify(request)
         if principal is None:
             if request.headers.get("Authorization") is None:
-                raise unauthorized("send an API token: Authorization: Bearer <token>")
+                raise unauthorized(
+                    "send an API token (Authorization: Bearer <token>) or sign in to the console"
+                )
             raise unauthorized("the API token is not valid")
         return principal

@@ -36,12 +36,22 @@ from ccserver.events import Event, EventBus, Subscription
 from cti.api_json import dumps
 from cti.auth import Authenticator, Principal
 
-__all__ = ["CLOSE_UNAUTHORIZED", "EventFilter", "close_all", "events_handler", "parse_types"]
+__all__ = [
+    "CLOSE_UNAUTHORIZED",
+    "PRINCIPAL",
+    "EventFilter",
+    "close_all",
+    "events_handler",
+    "parse_types",
+]
 
 log = logging.getLogger(__name__)
 
 CLOSE_UNAUTHORIZED = 4401
 """Close code for a socket without valid credentials (4000-4999: private use, RFC 6455 §7.4.2)."""
+
+PRINCIPAL = web.ResponseKey("principal", Principal)
+"""Who opened an event stream (on its WebSocketResponse), to find it again at sign-out."""
 
 
 def parse_types(raw: str | None) -> tuple[str, ...] | None:
@@ -121,6 +131,7 @@ async def events_handler(
     if principal is None:
         await ws.close(code=CLOSE_UNAUTHORIZED, message=b"unauthorized")
         return ws
+    ws[PRINCIPAL] = principal
     types = parse_types(request.query.get("types"))
     sub = bus.subscribe(types, maxsize=1000)
     sockets.add(ws)

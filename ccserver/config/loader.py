@@ -45,6 +45,8 @@ from ccserver.config.schema import (
     AmiConfig,
     ApiConfig,
     Config,
+    ConsoleConfig,
+    ConsoleUser,
     CtiConfig,
     DatabaseConfig,
     Did,
@@ -188,6 +190,7 @@ _SECTIONS: dict[str, _Schema[Any]] = {
     "api": _Schema.of(ApiConfig),
     "ami": _Schema.of(AmiConfig),
     "webhooks": _Schema.of(WebhooksConfig),
+    "console": _Schema.of(ConsoleConfig),
 }
 
 
@@ -208,7 +211,8 @@ _EXTENSIONS = _TableFile(
 _TRUNKS = _TableFile("trunks.toml", "trunks", _NAME, _Schema.of(Trunk))
 _DIDS = _TableFile("dids.toml", "dids", TypeAdapter(DidNumber), _Schema.of(Did))
 _QUEUES = _TableFile("queues.toml", "queues", _NAME, _Schema.of(Queue))
-_TABLE_FILES = (_EXTENSIONS, _TRUNKS, _DIDS, _QUEUES)
+_USERS = _TableFile("users.toml", "users", _NAME, _Schema.of(ConsoleUser))
+_TABLE_FILES = (_EXTENSIONS, _TRUNKS, _DIDS, _QUEUES, _USERS)
 _AREA_FILES = (SERVER_FILE, *(spec.file for spec in _TABLE_FILES))
 
 # Which file a top-level table belongs in, to answer "[queues] in dids.toml".
@@ -515,6 +519,7 @@ class _References:
         self._check_extensions()
         self._check_queues()
         self._check_trunks()
+        self._check_users()
         for parts in self.flows:
             self._check_flow(parts)
 
@@ -555,6 +560,18 @@ class _References:
                     _EXTENSIONS.file,
                     f"extensions.{number}.skills",
                     "only agents have skills: set agent = true",
+                )
+
+    def _check_users(self) -> None:
+        for name, user in self.config.users.items():
+            if user.agent is None or self.extension_names is None:
+                continue
+            ext = self.config.extensions.get(user.agent)
+            if user.agent not in self.extension_names or (ext is not None and not ext.agent):
+                self.loader.error(
+                    _USERS.file,
+                    f"users.{name}.agent",
+                    f"{user.agent} is not an agent extension of {_EXTENSIONS.file}",
                 )
 
     def _check_queues(self) -> None:

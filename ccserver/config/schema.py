@@ -436,6 +436,8 @@ class Queue(_Model):
     announce_every: float | None = Field(default=None, ge=10, le=3600)
     """Repeat the announcement every this many seconds; unset: only when joining."""
     escalation: tuple[EscalationStep, ...] = Field(default=(), strict=False)
+    dispositions: dict[Name, Text] = Field(default_factory=dict)
+    """Wrap-up disposition codes the console offers for this queue's calls -> label."""
 
     @field_validator("members", mode="before")
     @classmethod
@@ -594,6 +596,43 @@ class AmiConfig(_Model):
         return value
 
 
+PASSWORD_HASH_RE = r"^scrypt\$[0-9]+\$[0-9]+\$[0-9]+\$[A-Za-z0-9+/=]+\$[A-Za-z0-9+/=]+$"
+"""``scrypt$N$r$p$salt$hash`` (base64), as ``ccserver passwd`` writes it."""
+
+
+class ConsoleUser(_Model):
+    """``[users.<name>]`` of users.toml: a person who signs in to the web console."""
+
+    password: str = Field(pattern=PASSWORD_HASH_RE)
+    """A scrypt hash made by ``ccserver passwd``, never the password itself."""
+    roles: tuple[Literal["agent", "supervisor", "admin"], ...] = Field(strict=False, min_length=1)
+    agent: ExtensionNumber | None = None
+    """The agent extension the person works as (required with the ``agent`` role)."""
+    name: Text | None = None
+    """Shown in the console; defaults to the extension's name, else the user name."""
+
+    @model_validator(mode="after")
+    def _agent_bound(self) -> ConsoleUser:
+        if "agent" in self.roles and self.agent is None:
+            raise ValueError("a user with the agent role needs `agent` (the extension it works as)")
+        return self
+
+
+class ConsoleConfig(_Model):
+    """``[console]``: people's sign-in to the web console (docs/console.md)."""
+
+    session_idle: float = Field(default=1800.0, ge=60, le=86400, strict=False)
+    """Seconds without a request after which a session ends."""
+    session_lifetime: float = Field(default=43200.0, ge=60, le=604800, strict=False)
+    """Seconds after sign-in after which a session ends whatever its use."""
+    max_login_failures: int = Field(default=5, ge=1, le=100)
+    """Failed sign-ins from one address before it is locked out."""
+    lockout: float = Field(default=60.0, gt=0, le=86400, strict=False)
+    """Seconds an address stays locked out."""
+    secure_cookie: bool = False
+    """Mark the session cookie ``Secure`` (set it when the console is served over HTTPS)."""
+
+
 class Webhook(_Model):
     """``[webhooks.<name>]``: one HTTP endpoint that receives bus events (docs/exports.md)."""
 
@@ -632,6 +671,8 @@ class Config(_Model):
     api: ApiConfig = ApiConfig()
     ami: AmiConfig = AmiConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    users: dict[Name, ConsoleUser] = Field(default_factory=dict)
     extensions: dict[ExtensionNumber, Extension] = Field(default_factory=dict)
     trunks: dict[Name, Trunk] = Field(default_factory=dict)
     dids: dict[DidNumber, Did] = Field(default_factory=dict)

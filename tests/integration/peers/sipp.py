@@ -20,6 +20,7 @@ import itertools
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Literal, Self
 
@@ -204,6 +205,8 @@ class SippMessage:
 
     sent: bool
     text: str
+    at: float | None = None
+    """When SIPp logged it (seconds since the epoch), from the log entry's header."""
 
     @property
     def first_line(self) -> str:
@@ -240,8 +243,16 @@ class SippMessage:
 
 
 _LOG_ENTRY = re.compile(
-    r"^-{20,} [^\n]*\n\w+ message (?P<dir>sent|received) [^\n]*\n\n", re.MULTILINE
+    r"^-{20,} (?P<when>[^\n]*)\n\w+ message (?P<dir>sent|received) [^\n]*\n\n", re.MULTILINE
 )
+
+
+def _log_time(when: str) -> float | None:
+    """SIPp's ``YYYY-MM-DD HH:MM:SS.ffffff`` (local time) as seconds since the epoch."""
+    try:
+        return datetime.strptime(" ".join(when.split()), "%Y-%m-%d %H:%M:%S.%f").timestamp()
+    except ValueError:
+        return None
 
 
 def _parse_message_log(text: str) -> list[SippMessage]:
@@ -250,7 +261,11 @@ def _parse_message_log(text: str) -> list[SippMessage]:
     for entry, following in itertools.zip_longest(starts, starts[1:]):
         end = following.start() if following is not None else len(text)
         body = text[entry.end() : end].replace("\r\n", "\n").strip("\n")
-        messages.append(SippMessage(sent=entry.group("dir") == "sent", text=body))
+        messages.append(
+            SippMessage(
+                sent=entry.group("dir") == "sent", text=body, at=_log_time(entry.group("when"))
+            )
+        )
     return messages
 
 
