@@ -436,6 +436,11 @@ class Queue(_Model):
     announce_every: float | None = Field(default=None, ge=10, le=3600)
     """Repeat the announcement every this many seconds; unset: only when joining."""
     escalation: tuple[EscalationStep, ...] = Field(default=(), strict=False)
+    callback_key: DtmfKey | None = None
+    """The key a waiting caller presses to be called back, keeping its place
+    (docs/acd.md, Queue callback); unset: no callback on request."""
+    voicemail_seconds: float = Field(default=120.0, ge=1, le=600)
+    """Longest message a caller overflowing to ``voicemail`` may leave."""
 
     @field_validator("members", mode="before")
     @classmethod
