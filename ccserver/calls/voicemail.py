@@ -19,7 +19,7 @@ from ccserver.calls.model import Call
 from ivr import flow as ivr
 
 #: What an overflowing caller hears before the beep.
-GREETING = "Sorry, nobody can take your call right now. Please leave a message after the tone."
+GREETING = "All our agents are busy. Please leave a message after the tone."
 
 
 class QueueVoicemail(FlowSteps):
