@@ -99,10 +99,7 @@ class QueueCallback(QueueRouting):
         )
         call.log.info("callback to %s keeps its place in %s", number, call.queue)
         busy = "All our agents are still busy. " if how == "overflow" else ""
-        text = (
-            f"{busy}We will call you back at {spoken_number(number)}. "
-            "You keep your place in line. Goodbye."
-        )
+        text = f"{busy}We will call you back at {spoken_number(number)}. You keep your place."
         self._spawn(call, self._confirm_callback(call, text))
 
     async def _confirm_callback(self, call: Call, text: str) -> None:
@@ -114,7 +111,7 @@ class QueueCallback(QueueRouting):
         self.clock.stop(leg.endpoint)
         pb = self.clock.play(leg.endpoint, [audio])
         await pb.done
-        if leg.state != "terminated" and leg is call.caller and call.state != "ended":
+        if leg.state != "terminated" and call.callback_to is not None and not call.answered:
             self._hangup_leg(call, leg, "system", send_bye=True)
 
     def _queue_leg_gone(self, call: Call, leg: Leg, who: str) -> bool:
@@ -122,7 +119,7 @@ class QueueCallback(QueueRouting):
         its own): the call stays in line. The agent hanging up while the customer
         is dialled ends the callback."""
         if call.callback_to is not None:
-            if leg is call.caller and call.state in ("queued", "ringing"):
+            if leg is call.caller and not call.answered:
                 self._release_leg(leg)
                 self._note(call, "caller_left", {"by": who, "callback": call.callback_to})
                 call.log.info("caller off the line; callback to %s waits", call.callback_to)
@@ -135,10 +132,20 @@ class QueueCallback(QueueRouting):
         return super()._queue_leg_gone(call, leg, who)
 
     # -- the agent answered: call the customer -------------------------------------------
-    def _callback_answered(self, call: Call, leg: Leg) -> None:
-        """The agent took the virtual call: whisper the number, dial the customer."""
+    def _callback_answered(self, call: Call, leg: Leg) -> bool:
+        """The agent took the virtual call: whisper the number, dial the customer.
+
+        False when the caller is still on the line (its turn came while it
+        heard the confirmation): then it is simply connected to the agent.
+        """
         assert leg.agent is not None and call.callback_to is not None
         number = call.callback_to
+        if call.caller.state != "terminated":
+            call.callback_to = None
+            self.recorder.update(call.contact_id, initiation="inbound")
+            why = "caller still on the line"
+            self._note(call, "callback_cancelled", {"number": number, "reason": why})
+            return False
         call.agent_leg = leg
         call.state = "dialing"
         self._record_agent_changes()
@@ -149,6 +156,7 @@ class QueueCallback(QueueRouting):
         call.log.info("agent %s answered the callback; dialling %s", leg.agent, number)
         self._spawn(call, self._whisper(call, leg, f"Callback to {spoken_number(number)}."))
         self._spawn(call, self._dial_customer(call, number))
+        return True
 
     async def _whisper(self, call: Call, leg: Leg, text: str) -> None:
         audio = await self.render(text, call.voice)

@@ -227,7 +227,7 @@ class CallCore:
     def _recording_stopped(self, call: Call) -> None:
         """A recording ended (its WAV, if any, is attached to the contact)."""
 
-    def _callback_answered(self, call: Call, leg: Leg) -> None:
+    def _callback_answered(self, call: Call, leg: Leg) -> bool:
         raise NotImplementedError
 
     def _overflow_to_callback(self, call: Call, d: Any) -> None:

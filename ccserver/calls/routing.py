@@ -442,9 +442,8 @@ class QueueRouting(CallCore):
         self.router.answered(call.contact_id, self.now(), agent=leg.agent)
         self._stop_ringing(call, "answered-elsewhere")
         leg.endpoint.configure(audio)
-        if call.callback_to is not None:
-            self._callback_answered(call, leg)  # nobody on the line yet: call them
-            return
+        if call.callback_to is not None and self._callback_answered(call, leg):
+            return  # nobody on the line: the customer is being called
         self.clock.stop(call.caller.endpoint)
         call.caller.endpoint.bridge(leg.endpoint)
         leg.endpoint.bridge(call.caller.endpoint)

@@ -44,6 +44,13 @@ class QueueVoicemail(FlowSteps):
         self._note(call, "record", {"max_seconds": seconds, "voicemail": True})
         self._start_recording(call, ivr.Record(seconds, beep=True))
 
+    def _queued_digit(self, call: Call, digit: str) -> bool:
+        """A key during the message ends it, as in the IVR's voicemail node."""
+        if call.state == "voicemail" and call.recording is not None:
+            self._stop_recording(call)
+            return True
+        return super()._queued_digit(call, digit)
+
     def _recording_stopped(self, call: Call) -> None:
         """The message reached its longest: thank the caller by hanging up."""
         if call.state == "voicemail":

@@ -130,7 +130,7 @@ async def test_callback_keeps_the_place_then_bridges_agent_and_customer(
     agent_port = free_port_block(4)
     capture = await peers.capture([agent_port, customer.media_port])
     agent = await acd_agent(
-        peers, server, "1001", calls=1, hangup_ms=5000, ring_ms=300, media_port=agent_port
+        peers, server, "1001", calls=1, hangup_ms=4000, ring_ms=300, media_port=agent_port
     )
     await agent.wait()
     await customer.wait()
@@ -215,9 +215,7 @@ async def test_max_wait_overflows_to_voicemail(start_server: StartServer, peers:
     greeting and the beep, talks, and the platform hangs up after the queue's
     3 s voicemail limit. The message is on disk, with the caller's voice."""
     server: ServerProcess = await start_server(
-        edit=queue_settings(
-            "general", max_wait=1, overflow="voicemail:sales", voicemail_seconds=3
-        )
+        edit=queue_settings("general", max_wait=1, overflow="voicemail:sales", voicemail_seconds=3)
     )
     caller = SippProcess.caller(
         f"127.0.0.1:{server.sip_port}",
@@ -235,7 +233,8 @@ async def test_max_wait_overflows_to_voicemail(start_server: StartServer, peers:
     contact = await closed_contact(server, CUSTOMER)
 
     kinds = timeline(contact)
-    assert in_order(kinds, ["queued", "overflow", "voicemail", "record", "recorded", "ended"]), kinds
+    wanted = ["queued", "overflow", "voicemail", "record", "recorded", "ended"]
+    assert in_order(kinds, wanted), kinds
     (overflow,) = events(contact, "overflow")
     assert overflow.data["kind"] == "voicemail" and overflow.data["reason"] == "max-wait"
     assert contact.outcome == "voicemail" and contact.disconnect_reason == "system"
