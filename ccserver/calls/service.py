@@ -346,12 +346,12 @@ class CallService(QueueVoicemail, QueueCallback, FlowSteps, QueueRouting):
         now = self.now()
         other = call.caller if leg is call.agent_leg else call.agent_leg
         call.log.info(
-            "%s %s", "caller" if leg.role == "uas" else "agent", "holds" if hold else "resumes"
+            "%s %s", "caller" if leg is call.caller else "agent", "holds" if hold else "resumes"
         )
         if hold:
             leg.hold_started = now
             call.holds += 1
-            self._note(call, "hold", {"by": "caller" if leg.role == "uas" else "agent"})
+            self._note(call, "hold", {"by": "caller" if leg is call.caller else "agent"})
             if other is not None and call.state == "bridged":
                 leg.endpoint.unbridge()
                 self.clock.play(other.endpoint, [self.moh], loop=True)
@@ -359,7 +359,7 @@ class CallService(QueueVoicemail, QueueCallback, FlowSteps, QueueRouting):
             if leg.hold_started is not None:
                 call.hold_seconds += now - leg.hold_started
                 leg.hold_started = None
-            self._note(call, "resume", {"by": "caller" if leg.role == "uas" else "agent"})
+            self._note(call, "resume", {"by": "caller" if leg is call.caller else "agent"})
             if other is not None and call.state == "bridged":
                 self.clock.stop(other.endpoint)
                 leg.endpoint.bridge(other.endpoint)
