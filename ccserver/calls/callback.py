@@ -119,7 +119,9 @@ class QueueCallback(QueueRouting):
         its own): the call stays in line. The agent hanging up while the customer
         is dialled ends the callback."""
         if call.callback_to is not None:
-            if leg is call.caller and not call.answered:
+            if leg is call.caller and not call.answered and leg.call_id in self._legs:
+                # Only while its leg is up: hanging up a caller already gone
+                # (from the API) ends the pending callback as an abandon.
                 self._release_leg(leg)
                 self._note(call, "caller_left", {"by": who, "callback": call.callback_to})
                 call.log.info("caller off the line; callback to %s waits", call.callback_to)
