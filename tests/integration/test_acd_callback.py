@@ -5,7 +5,8 @@ queue with nobody logged in and presses * (RFC 4733): it is told where it will
 be called back and hung up, and its call keeps its place. A SIPp agent then
 registers, is offered the call, answers; the platform dials the customer
 through the trunk's outbound route, where a SIPp UAS bound to 127.0.0.2 plays
-the carrier and answers (or is busy). The proof is on the wire (RTP energy
+the carrier and answers (or is busy, for a callback booked by the queue's
+callback overflow instead of the key). The proof is on the wire (RTP energy
 both ways through the bridge, dumpcap) and in the contact row and its
 timeline. The voicemail test lets a caller overflow after its max wait and
 checks the message the platform recorded.
@@ -77,16 +78,20 @@ async def carrier(peers: Peers, scenario: str, **variables: int) -> SippProcess:
     return await peers.sipp(process, ready=True)
 
 
-async def callback_caller(peers: Peers, server: ServerProcess, number: str) -> SippProcess:
-    """A caller on DID 5001 (queue general) that presses * and waits to be hung up."""
+async def callback_caller(
+    peers: Peers, server: ServerProcess, number: str, key: str = "*", *, hang_up_ms: int = 0
+) -> SippProcess:
+    """A caller on DID 5001 (queue general) that presses ``key``, then waits to be
+    hung up or, with ``hang_up_ms``, hangs up itself that long after the key."""
     process = SippProcess.caller(
         f"127.0.0.1:{server.sip_port}",
         peers.workdir,
         service="5001",
         caller_id=number,
-        digits="*",
+        digits=key,
         greet_ms=1000,
-        wait_bye=True,
+        talk_ms=hang_up_ms,
+        wait_bye=not hang_up_ms,
         timeout=20.0,
         local_ip=TRUNK_IP,
     )
@@ -94,17 +99,21 @@ async def callback_caller(peers: Peers, server: ServerProcess, number: str) -> S
     return process
 
 
-async def caller_off_the_line(server: ServerProcess, caller: SippProcess) -> None:
-    """The caller was told, hung up by the platform, and its call still waits."""
+async def caller_off_the_line(server: ServerProcess, caller: SippProcess, by: str) -> None:
+    """The caller hung up (``by`` "caller") or was hung up after the confirmation
+    (``by`` "system"), and its call still waits."""
     await caller.wait()
-    received_bye = [m for m in caller.messages() if not m.sent and m.method == "BYE"]
-    assert len(received_bye) == 1, caller.diagnostics()
+    received_bye = [
+        m for m in caller.messages() if not m.sent and m.status is None and m.method == "BYE"
+    ]
+    assert len(received_bye) == (1 if by == "system" else 0), caller.diagnostics()
 
-    def waiting() -> bool:
+    def left() -> Any:
         rows = server.contacts()
-        return bool(rows) and bool(events(rows[0], "caller_left"))
+        return rows and events(rows[0], "caller_left")
 
-    await wait_for(waiting, 5, "the caller's leg released", diagnose=server.log_tail)
+    (event,) = await wait_for(left, 5, "the caller's leg released", diagnose=server.log_tail)
+    assert event.data == {"by": by, "callback": CUSTOMER}, event.data
     (row,) = server.contacts()
     assert row.ended_at is None, timeline(row)
 
@@ -118,14 +127,15 @@ def in_order(kinds: list[str], wanted: list[str]) -> bool:
 async def test_callback_keeps_the_place_then_bridges_agent_and_customer(
     start_server: StartServer, peers: Peers
 ) -> None:
-    """Press *, hang up; an agent logs in, answers, the customer is called
+    """Press *, hang up during the confirmation; an agent logs in, answers, the customer is called
     through the carrier and both hear each other, all on one contact."""
     customer = await carrier(peers, "carrier_answer.xml", ring_ms=500)
     server: ServerProcess = await start_server(
         edit=edits(queue_settings("general", wrap_up=1, callback_key="*"), outbound_to(customer))
     )
-    caller = await callback_caller(peers, server, CUSTOMER)
-    await caller_off_the_line(server, caller)
+    # It does not wait for the whole confirmation: it hangs up 1 s after the key.
+    caller = await callback_caller(peers, server, CUSTOMER, hang_up_ms=1000)
+    await caller_off_the_line(server, caller, "caller")
 
     agent_port = free_port_block(4)
     capture = await peers.capture([agent_port, customer.media_port])
@@ -177,17 +187,21 @@ async def test_callback_keeps_the_place_then_bridges_agent_and_customer(
     assert_clean_log(server)
 
 
-async def test_callback_to_a_busy_customer_fails_and_the_agent_wraps_up(
+async def test_overflow_books_a_callback_and_a_busy_customer_fails_it(
     start_server: StartServer, peers: Peers
 ) -> None:
-    """The carrier answers 486: the contact ends as callback-failed, the agent
-    is hung up and goes to wrap-up."""
+    """The caller presses nothing useful; after its 1 s max wait the queue's
+    callback overflow books the call back. The carrier then answers 486: the
+    contact ends as callback-failed, the agent is hung up and wraps up."""
     customer = await carrier(peers, "carrier_busy.xml")
     server: ServerProcess = await start_server(
-        edit=edits(queue_settings("general", wrap_up=1, callback_key="*"), outbound_to(customer))
+        edit=edits(
+            queue_settings("general", wrap_up=1, max_wait=1, overflow="callback"),
+            outbound_to(customer),
+        )
     )
-    caller = await callback_caller(peers, server, CUSTOMER)
-    await caller_off_the_line(server, caller)
+    caller = await callback_caller(peers, server, CUSTOMER, key="1")
+    await caller_off_the_line(server, caller, "system")
     agent = await acd_agent(peers, server, "1001", calls=1, ring_ms=300)
     await customer.wait()
     contact = await closed_contact(server, CUSTOMER)
@@ -195,16 +209,20 @@ async def test_callback_to_a_busy_customer_fails_and_the_agent_wraps_up(
 
     kinds = timeline(contact)
     assert in_order(kinds, [
-        "callback_requested", "caller_left", "offered", "agent_answered", "customer_dialed",
-        "callback_failed", "ended",
+        "queued", "overflow", "callback_requested", "caller_left", "offered", "agent_answered",
+        "customer_dialed", "callback_failed", "ended",
     ]), kinds  # fmt: skip
+    (overflow,) = events(contact, "overflow")
+    assert overflow.data["kind"] == "callback" and overflow.data["reason"] == "max-wait"
+    (requested,) = events(contact, "callback_requested")
+    assert requested.data == {"queue": "general", "number": CUSTOMER, "by": "overflow"}
     assert "connected" not in kinds, kinds
     (failed,) = events(contact, "callback_failed")
     assert failed.data["status"] == 486 and failed.data["number"] == CUSTOMER, failed.data
     assert contact.outcome == "callback-failed" and contact.initiation == "callback"
     assert contact.answered_at is None and contact.disconnect_reason == "system"
     # The platform hung up the agent (its phone got our BYE) and it wraps up.
-    byes = [m for m in agent.messages() if not m.sent and m.method == "BYE"]
+    byes = [m for m in agent.messages() if not m.sent and m.status is None and m.method == "BYE"]
     assert len(byes) == 1, agent.diagnostics()
     await agent_reaches(server, "1001", "wrap-up")
     assert_clean_log(server)
