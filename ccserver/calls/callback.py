@@ -153,7 +153,7 @@ class QueueCallback(QueueRouting):
         self._record_agent_changes()
         self._arm_router()
         self.recorder.update(call.contact_id, agent=leg.agent)
-        self._note(call, "agent_answered", {"agent": leg.agent, "callback": number,
+        self._note(call, "answered", {"agent": leg.agent, "callback": number,
                                             "codec": leg.endpoint.codec})  # fmt: skip
         call.log.info("agent %s answered the callback; dialling %s", leg.agent, number)
         self._spawn(call, self._whisper(call, leg, f"Callback to {spoken_number(number)}."))

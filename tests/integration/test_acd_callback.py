@@ -149,7 +149,7 @@ async def test_callback_keeps_the_place_then_bridges_agent_and_customer(
     contact = await closed_contact(server, CUSTOMER)
     kinds = timeline(contact)
     assert in_order(kinds, [
-        "queued", "callback_requested", "caller_left", "offered", "ringing", "agent_answered",
+        "queued", "callback_requested", "caller_left", "offered", "ringing", "answered",
         "customer_dialed", "customer_ringing", "connected", "ended",
     ]), kinds  # fmt: skip
     assert contact.initiation == "callback" and contact.outcome == "answered", kinds
@@ -209,7 +209,7 @@ async def test_overflow_books_a_callback_and_a_busy_customer_fails_it(
 
     kinds = timeline(contact)
     assert in_order(kinds, [
-        "queued", "overflow", "callback_requested", "caller_left", "offered", "agent_answered",
+        "queued", "overflow", "callback_requested", "caller_left", "offered", "answered",
         "customer_dialed", "callback_failed", "ended",
     ]), kinds  # fmt: skip
     (overflow,) = events(contact, "overflow")
