@@ -91,12 +91,6 @@ class QueueCallback(QueueRouting):
             initiation="callback",
             attributes={**call.attributes, "callback_number": number},
         )
-        self.bus.emit(
-            "call.callback",
-            contact_id=call.contact_id,
-            queue=call.queue,
-            data={"caller": call.caller_number, "number": number},
-        )
         call.log.info("callback to %s keeps its place in %s", number, call.queue)
         busy = "All our agents are still busy. " if how == "overflow" else ""
         text = f"{busy}We will call you back at {spoken_number(number)}. You keep your place."
