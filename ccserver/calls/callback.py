@@ -147,8 +147,8 @@ class QueueCallback(QueueRouting):
         self._record_agent_changes()
         self._arm_router()
         self.recorder.update(call.contact_id, agent=leg.agent)
-        self._note(call, "answered", {"agent": leg.agent, "callback": number,
-                                            "codec": leg.endpoint.codec})  # fmt: skip
+        answered = {"agent": leg.agent, "callback": number, "codec": leg.endpoint.codec}
+        self._note(call, "answered", answered)
         call.log.info("agent %s answered the callback; dialling %s", leg.agent, number)
         self._spawn(call, self._whisper(call, leg, f"Callback to {spoken_number(number)}."))
         self._spawn(call, self._dial_customer(call, number))

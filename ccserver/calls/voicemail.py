@@ -52,24 +52,25 @@ class QueueVoicemail(FlowSteps):
         return super()._queued_digit(call, digit)
 
     def _recording_stopped(self, call: Call) -> None:
-        """The message reached its longest: thank the caller by hanging up."""
+        """The message reached its longest (or a key ended it): hang up."""
         if call.state == "voicemail":
-            call.state = "leaving"
-            outcome = "voicemail" if call.recording_path else "overflowed"
-            self._note(call, "recorded", {"path": call.recording_path, "voicemail": True})
+            outcome = self._message_left(call)
             self._hangup_leg(call, call.caller, "system", send_bye=True, outcome=outcome)
         super()._recording_stopped(call)
 
     def _queue_leg_gone(self, call: Call, leg: Leg, who: str) -> bool:
         """The caller hung up while leaving its message: keep what it said."""
         if call.state == "voicemail" and leg is call.caller:
-            call.state = "leaving"  # so the recording's end does not hang up again
-            self._stop_recording(call)
-            outcome = "voicemail" if call.recording_path else "overflowed"
-            self._note(call, "recorded", {"path": call.recording_path, "voicemail": True})
-            self._end_call(call, who, outcome)
+            self._end_call(call, who, self._message_left(call))
             return True
         return super()._queue_leg_gone(call, leg, who)
+
+    def _message_left(self, call: Call) -> str:
+        """Close the recording (if still running) and say what the contact's outcome is."""
+        call.state = "leaving"  # so the recording's end does not hang up a second time
+        self._stop_recording(call)
+        self._note(call, "recorded", {"path": call.recording_path, "voicemail": True})
+        return "voicemail" if call.recording_path else "overflowed"
 
 
 __all__ = ["GREETING", "QueueVoicemail"]
