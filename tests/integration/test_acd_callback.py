@@ -129,7 +129,8 @@ async def test_callback_keeps_the_place_then_bridges_agent_and_customer(
 ) -> None:
     """Press *, hang up during the confirmation; an agent logs in, answers, the customer is called
     through the carrier and both hear each other, all on one contact."""
-    customer = await carrier(peers, "carrier_answer.xml", ring_ms=500)
+    # The customer's phone rings 1.2 s: time for the agent's whisper to be heard.
+    customer = await carrier(peers, "carrier_answer.xml", ring_ms=1200)
     server: ServerProcess = await start_server(
         edit=edits(queue_settings("general", wrap_up=1, callback_key="*"), outbound_to(customer))
     )
@@ -140,7 +141,7 @@ async def test_callback_keeps_the_place_then_bridges_agent_and_customer(
     agent_port = free_port_block(4)
     capture = await peers.capture([agent_port, customer.media_port])
     agent = await acd_agent(
-        peers, server, "1001", calls=1, hangup_ms=4000, ring_ms=300, media_port=agent_port
+        peers, server, "1001", calls=1, hangup_ms=4500, ring_ms=300, media_port=agent_port
     )
     await agent.wait()
     await customer.wait()
@@ -171,9 +172,9 @@ async def test_callback_keeps_the_place_then_bridges_agent_and_customer(
 
     # Bridged: the agent's voice reaches the customer, the customer's the agent.
     connected = when(contact, "connected").timestamp()
-    to_customer = summary_between(capture, customer.media_port, connected + 0.3, connected + 3)
+    to_customer = summary_between(capture, customer.media_port, connected + 0.3, connected + 2.5)
     assert to_customer.energy_dbov > AUDIBLE_DBOV, to_customer.describe()
-    to_agent = summary_between(capture, agent_port, connected + 0.3, connected + 3)
+    to_agent = summary_between(capture, agent_port, connected + 0.3, connected + 2.5)
     assert to_agent.energy_dbov > AUDIBLE_DBOV, to_agent.describe()
     # The agent heard the whisper while the customer's phone rang.
     dialed = when(contact, "customer_dialed").timestamp()
@@ -241,7 +242,7 @@ async def test_max_wait_overflows_to_voicemail(start_server: StartServer, peers:
         service="5001",
         caller_id=CUSTOMER,
         digits="1",
-        greet_ms=1000,
+        greet_ms=2000,  # its voice (7 s) then covers the whole recording
         wait_bye=True,
         timeout=20.0,
         local_ip=TRUNK_IP,
