@@ -151,6 +151,10 @@ class Node:
             config_dir=cfg.source_dir,
             data_dir=cfg.data_dir,
             outbound=outbound_route(cfg),
+            queue_callback_key={
+                name: q.callback_key for name, q in cfg.queues.items() if q.callback_key
+            },
+            queue_voicemail_seconds={name: q.voicemail_seconds for name, q in cfg.queues.items()},
         )
         passwords = {num: ext.password for num, ext in cfg.extensions.items()}
 

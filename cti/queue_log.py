@@ -11,7 +11,9 @@ Queue Logs*). The mapping, with the data fields in Asterisk's order:
   an answered call, by who hung up (``agent_hung_up`` is COMPLETEAGENT)
 - ABANDON(position, origposition, waittime): ``abandoned``
 - EXITWITHTIMEOUT / EXITEMPTY(position, origposition, waittime): ``overflow``
-  with reason ``max-wait`` / ``join-empty`` or ``leave-empty``
+  with reason ``max-wait`` / ``join-empty`` or ``leave-empty`` (none for an
+  overflow to ``callback``: a queue callback keeps its place, and its CONNECT
+  is the agent's answer)
 - TRANSFER(extension, context, holdtime, calltime, origposition): ``transferred``;
   the extension is the target queue, the context ``queue``
 - AGENTLOGIN(channel), AGENTLOGOFF(channel, logintime): agent state out of /
@@ -146,6 +148,8 @@ def contact_entries(
                        holdtime, _secs(connected_at, ev.at), origposition)
             )  # fmt: skip
             finished = True
+        elif ev.type == "overflow" and data.get("kind") == "callback":
+            pass  # a booked call back keeps its place: the caller has not left the queue
         elif ev.type == "overflow" and queued_at is not None and connected is None:
             event = _EXIT_REASONS.get(str(data.get("reason")), "EXITWITHTIMEOUT")
             waited = data.get("waited")

@@ -165,6 +165,12 @@ class CallCore:
         leg.endpoint.close()
         self._legs.pop(leg.call_id, None)
 
+    def _spawn(self, call: Call, coro: Any) -> None:
+        """Run a coroutine for the call; the service owns it and cancels it on close."""
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def render(self, text: str, voice: str) -> EncodedAudio:
         """Audio for text only known during the call (announcements, balances)."""
         ready: EncodedAudio | None = self.prompt(text, voice)
@@ -207,4 +213,25 @@ class CallCore:
         raise NotImplementedError
 
     def _end_call(self, call: Call, who: str, outcome: str) -> None:
+        raise NotImplementedError
+
+    # queue callback and voicemail overflow (ccserver.calls.callback, .voicemail)
+    def _queued_digit(self, call: Call, digit: str) -> bool:
+        """A key from a caller outside the IVR; True when it was acted on."""
+        return False
+
+    def _queue_leg_gone(self, call: Call, leg: Leg, who: str) -> bool:
+        """A leg ended; True when a feature took care of it (the call goes on)."""
+        return False
+
+    def _recording_stopped(self, call: Call) -> None:
+        """A recording ended (its WAV, if any, is attached to the contact)."""
+
+    def _callback_answered(self, call: Call, leg: Leg) -> bool:
+        raise NotImplementedError
+
+    def _overflow_to_callback(self, call: Call, d: Any) -> None:
+        raise NotImplementedError
+
+    def _overflow_to_voicemail(self, call: Call, d: Any) -> None:
         raise NotImplementedError

@@ -130,11 +130,6 @@ class FlowSteps(CallCore):
             return
         self._flow_actions(call, event(call.flow, self.now()))
 
-    def _spawn(self, call: Call, coro: Any) -> None:
-        task = self.loop.create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     # -- prompts ------------------------------------------------------------------
     def _play_prompt(self, call: Call, action: ivr.Play) -> None:
         call.voice = action.voice or call.voice
@@ -194,7 +189,7 @@ class FlowSteps(CallCore):
         call.log.info("digit %s (%s)", digit, method)
         if call.state == "ivr" and call.flow is not None:
             self._flow_actions(call, call.flow.digit(digit, self.now(), method))
-        else:
+        elif not self._queued_digit(call, digit):  # a queue callback key?
             self._note(call, "digit", {"digit": digit, "method": method, "state": call.state})
 
     # -- speech --------------------------------------------------------------------------
@@ -313,6 +308,7 @@ class FlowSteps(CallCore):
             call.recording_path = kept
             self.recorder.update(call.contact_id, recording=kept)
         self._feed(call, lambda run, now: run.recording_done(kept, seconds, now))
+        self._recording_stopped(call)
 
 
 __all__ = ["FlowSteps", "customer_variables"]

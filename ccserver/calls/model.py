@@ -31,6 +31,8 @@ class CallSettings:
     config_dir: Path = Path()  # audio files of flows are relative to it
     data_dir: Path = Path("data")  # recordings go under it
     outbound: tuple[str, int] | None = None  # the carrier for external numbers
+    queue_callback_key: dict[str, str] = field(default_factory=dict)  # queue -> key
+    queue_voicemail_seconds: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -42,7 +44,7 @@ class Call:
     log: CallLog
     caller_number: str
     dialed: str = ""
-    state: str = "ivr"  # ivr | queued | ringing | bridged | leaving | ended
+    state: str = "ivr"  # ivr | queued | ringing | dialing | bridged | voicemail | leaving | ended
     flow: ivr.FlowRun | None = None
     flow_timer: asyncio.TimerHandle | None = None
     queue: str | None = None
@@ -55,6 +57,7 @@ class Call:
     play_seq: int = 0  # bumped by every prompt start/stop, so a stale render is not played
     attributes: dict[str, str] = field(default_factory=dict)  # call-attached data
     callback_number: str | None = None
+    callback_to: str | None = None  # queue callback: the caller hung up, we call this number
     speech: Any = None  # the running speech Recognition, if listening
     recording: Any = None  # (path, chunks, listener) while recording a voicemail
     recording_path: str | None = None

@@ -170,9 +170,11 @@ class QueueRouting(CallCore):
             call.state = "leaving"
             self.clock.stop(call.caller.endpoint)
             self._hang_up_caller(call, "overflowed")
+        elif d.destination_kind == "voicemail":
+            self._overflow_to_voicemail(call, d)
+        elif d.destination_kind == "callback":
+            self._overflow_to_callback(call, d)
         else:
-            # Voicemail and callback destinations are carried out by the IVR
-            # nodes of those names; without one, the caller keeps waiting.
             call.log.warning("overflow to %s is not available: caller keeps waiting",
                              d.destination_kind)  # fmt: skip
 
@@ -229,7 +231,10 @@ class QueueRouting(CallCore):
         call.state = "ringing"
         self._legs[invite.call_id] = (call, leg)
         self.recorder.update(call.contact_id, agent=o.agent)
-        self._note(call, "offered", {"agent": o.agent, "queue": o.queue, "ring_all": o.ring_all})
+        offered = {"agent": o.agent, "queue": o.queue, "ring_all": o.ring_all}
+        if o.callback is not None:
+            offered["callback"] = o.callback
+        self._note(call, "offered", offered)
         call.log.info("offering to agent %s at %s", o.agent, contact)
         leg.client_tx = self.sip.send_request(
             invite, source, lambda r: self._agent_response(call, leg, r)
@@ -437,6 +442,8 @@ class QueueRouting(CallCore):
         self.router.answered(call.contact_id, self.now(), agent=leg.agent)
         self._stop_ringing(call, "answered-elsewhere")
         leg.endpoint.configure(audio)
+        if call.callback_to is not None and self._callback_answered(call, leg):
+            return  # nobody on the line: the customer is being called
         self.clock.stop(call.caller.endpoint)
         call.caller.endpoint.bridge(leg.endpoint)
         leg.endpoint.bridge(call.caller.endpoint)

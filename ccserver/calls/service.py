@@ -17,10 +17,12 @@ import asyncio
 import ipaddress
 import logging
 
+from ccserver.calls.callback import QueueCallback
 from ccserver.calls.flows import FlowSteps
 from ccserver.calls.leg import Address, CallLog, Leg
 from ccserver.calls.model import ALLOW, SERVER, Call, CallSettings
 from ccserver.calls.routing import QueueRouting
+from ccserver.calls.voicemail import QueueVoicemail
 from ccserver.media.g711 import decoder_for
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
 from ccserver.sip.dialog import Dialog, make_dialog_response
@@ -33,7 +35,7 @@ __all__ = ["Call", "CallService", "CallSettings"]
 log = logging.getLogger(__name__)
 
 
-class CallService(FlowSteps, QueueRouting):
+class CallService(QueueVoicemail, QueueCallback, FlowSteps, QueueRouting):
     """SIP request handler of the node (see `ccserver.sip_endpoint.RequestHandler`)."""
 
     def on_request(self, request: Request, addr: Address, tx: ServerTransaction) -> None:
@@ -263,7 +265,7 @@ class CallService(FlowSteps, QueueRouting):
         method = request.method
         if method == "BYE":
             self._respond(request, 200)
-            who = "caller" if leg.role == "uas" else "agent"
+            who = "caller" if leg is call.caller else "agent"
             self._hangup_leg(call, leg, who, send_bye=False)
         elif method == "INVITE":
             self._reinvite(call, leg, request, addr)
@@ -344,12 +346,12 @@ class CallService(FlowSteps, QueueRouting):
         now = self.now()
         other = call.caller if leg is call.agent_leg else call.agent_leg
         call.log.info(
-            "%s %s", "caller" if leg.role == "uas" else "agent", "holds" if hold else "resumes"
+            "%s %s", "caller" if leg is call.caller else "agent", "holds" if hold else "resumes"
         )
         if hold:
             leg.hold_started = now
             call.holds += 1
-            self._note(call, "hold", {"by": "caller" if leg.role == "uas" else "agent"})
+            self._note(call, "hold", {"by": "caller" if leg is call.caller else "agent"})
             if other is not None and call.state == "bridged":
                 leg.endpoint.unbridge()
                 self.clock.play(other.endpoint, [self.moh], loop=True)
@@ -357,7 +359,7 @@ class CallService(FlowSteps, QueueRouting):
             if leg.hold_started is not None:
                 call.hold_seconds += now - leg.hold_started
                 leg.hold_started = None
-            self._note(call, "resume", {"by": "caller" if leg.role == "uas" else "agent"})
+            self._note(call, "resume", {"by": "caller" if leg is call.caller else "agent"})
             if other is not None and call.state == "bridged":
                 self.clock.stop(other.endpoint)
                 leg.endpoint.bridge(other.endpoint)
@@ -377,6 +379,8 @@ class CallService(FlowSteps, QueueRouting):
         if leg.hold_started is not None:
             call.hold_seconds += self.now() - leg.hold_started
             leg.hold_started = None
+        if self._queue_leg_gone(call, leg, who):
+            return  # a queue callback or a voicemail goes on, or ended its own way
         if (
             who == "agent"
             and leg is call.agent_leg
@@ -443,7 +447,7 @@ class CallService(FlowSteps, QueueRouting):
             if leg.role == "uac" and leg.state != "terminated" and leg.dialog is None:
                 continue  # still ringing: the CANCEL's final response releases it
             self._release_leg(leg)
-        if previous == "bridged" and agent_leg is not None and agent_leg.agent is not None:
+        if previous in ("bridged", "dialing") and agent_leg is not None and agent_leg.agent:
             self._apply(self.router.hangup(agent_leg.agent, now))
         if call.hold_started is not None:
             call.hold_seconds += now - call.hold_started

@@ -594,6 +594,7 @@ class _References:
                 self._check_moh(_QUEUES.file, f"{prefix}.moh", queue.moh)
             self._check_escalation(name, queue)
             self._check_skills(name, queue)
+            self._check_callback(name, queue)
 
     def _check_member(self, key: str, member: str, seen: set[str]) -> None:
         if member in seen:
@@ -641,6 +642,30 @@ class _References:
         elif kind == "flow" and not is_flow:
             self.loader.error(
                 _QUEUES.file, key, f"unknown flow {dest!r} ({_defined('flows', self.flow_names)})"
+            )
+
+    def _check_callback(self, name: str, queue: Queue) -> None:
+        """A queue callback calls the customer through a trunk's outbound route.
+
+        Only a warning: the queue still works, callers just cannot be called
+        back (the key is ignored, a callback overflow keeps them waiting).
+        """
+        if any(trunk.outbound for trunk in self.config.trunks.values()):
+            return
+        uses = [
+            key
+            for key, used in (
+                ("callback_key", queue.callback_key is not None),
+                ("overflow", queue.overflow == "callback"),
+            )
+            if used
+        ]
+        for key in uses:
+            self.loader.warn(
+                _QUEUES.file,
+                f"queues.{name}.{key}",
+                "a callback calls the customer through a trunk's outbound route, and no "
+                f'trunk has one (set outbound = "host:port" in {_TRUNKS.file})',
             )
 
     def _check_escalation(self, name: str, queue: Queue) -> None:

@@ -438,6 +438,11 @@ class Queue(_Model):
     escalation: tuple[EscalationStep, ...] = Field(default=(), strict=False)
     dispositions: dict[Name, Text] = Field(default_factory=dict)
     """Wrap-up disposition codes the console offers for this queue's calls -> label."""
+    callback_key: DtmfKey | None = None
+    """The key a waiting caller presses to be called back, keeping its place
+    (docs/acd.md, Queue callback); unset: no callback on request."""
+    voicemail_seconds: float = Field(default=120.0, ge=1, le=600)
+    """Longest message a caller overflowing to ``voicemail`` may leave."""
 
     @field_validator("members", mode="before")
     @classmethod

@@ -48,6 +48,7 @@ OUTCOMES = frozenset(
         "overflowed",
         "voicemail",
         "callback",
+        "callback-failed",
         "interrupted",
         "completed-ivr",
         "failed",

@@ -129,6 +129,7 @@ async def acd_agent(
     hangup_ms: int = 60000,
     wait_ms: int = 20000,
     linger_ms: int = 500,
+    media_port: int | None = None,
 ) -> SippProcess:
     """A SIPp agent phone that registers ``extension`` and answers every call
     offered (acd_agent_call.xml under flow_agent_register.xml).
@@ -164,6 +165,7 @@ async def acd_agent(
         },
         timeout=(wait_ms + linger_ms) / 1000 + 10,
         default_behaviors="all,-bye",
+        media_port=media_port,
     )
     mark = len(server.lines)
     await peers.sipp(process)

@@ -8,6 +8,7 @@ branch instead.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -112,9 +113,10 @@ async def test_transfer_to_an_external_number_goes_out_through_the_trunk(
         flow.write_text(flow.read_text().replace('extension = "0"', 'number = "0612345678"'))
         trunks = config / "trunks.toml"
         trunks.write_text(
-            trunks.read_text().replace(
-                'description = "Demo carrier',
-                f'outbound = "127.0.0.1:{carrier.local_port}"\ndescription = "Demo carrier',
+            re.sub(
+                r'(?m)^outbound = "[^"]*"',
+                f'outbound = "127.0.0.1:{carrier.local_port}"',
+                trunks.read_text(),
             )
         )
 

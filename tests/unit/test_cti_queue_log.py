@@ -136,6 +136,29 @@ def test_overflow_on_max_wait_exits_with_timeout_and_enters_the_next_queue() -> 
     ]
 
 
+def test_a_queue_callback_booked_by_overflow_stays_in_the_queue_until_connected() -> None:
+    c = contact(
+        "cb", answered=70, ended=130, agent="1001", disconnect_reason="agent", initiation="callback"
+    )
+    events = timeline(
+        "cb",
+        (1, "queued", {"queue": "sales"}),
+        (61, "overflow", {"kind": "callback", "reason": "max-wait", "waited": 60.0}),
+        (62, "callback_requested", {"queue": "sales", "number": "0600000001", "by": "overflow"}),
+        (66, "caller_left", {"by": "system", "callback": "0600000001"}),
+        (67, "offered", {"agent": "1001", "queue": "sales", "callback": "0600000001"}),
+        (68, "answered", {"agent": "1001", "callback": "0600000001"}),
+        (69, "customer_dialed", {"number": "0600000001"}),
+        (70, "connected", {"number": "0600000001", "agent": "1001"}),
+        (130, "ended", {}),
+    )
+    assert lines(c, events) == [
+        f"{E + 1}|cb|sales|NONE|ENTERQUEUE||+33600000001",
+        f"{E + 68}|cb|sales|PJSIP/1001|CONNECT|67|cb|1",
+        f"{E + 130}|cb|sales|PJSIP/1001|COMPLETEAGENT|67|62|1",
+    ]
+
+
 def test_leave_empty_overflow_is_exitempty_and_ivr_only_contact_has_no_lines() -> None:
     c = contact("c6", ended=10, outcome="voicemail")
     events = timeline(

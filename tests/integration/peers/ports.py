@@ -120,8 +120,14 @@ def free_port_block(count: int, *, even: bool = True, udp: bool = True, tcp: boo
     raise RuntimeError(f"no block of {count} free ports found on 127.0.0.1")
 
 
+_PROC_ADDRESSES = frozenset(
+    {"00000000"} | {socket.inet_aton(a)[::-1].hex().upper() for a in PEER_ADDRESSES}
+)
+
+
 def _bound_ports(table: Path, listening_only: bool) -> set[int]:
-    """Ports bound on 127.0.0.1 or 0.0.0.0 according to /proc/net/{udp,tcp}."""
+    """Ports bound on a peer address (127.0.0.1, 127.0.0.2) or 0.0.0.0 according to
+    /proc/net/{udp,tcp}, whose addresses are hex in host (little-endian) order."""
     ports: set[int] = set()
     try:
         lines = table.read_text().splitlines()[1:]
@@ -132,7 +138,7 @@ def _bound_ports(table: Path, listening_only: bool) -> set[int]:
         if len(fields) < 4:
             continue
         address, _, port_hex = fields[1].partition(":")
-        if address not in ("0100007F", "00000000"):
+        if address not in _PROC_ADDRESSES:
             continue
         if listening_only and fields[3] != _LISTEN:
             continue
@@ -141,7 +147,7 @@ def _bound_ports(table: Path, listening_only: bool) -> set[int]:
 
 
 def is_bound(ports: int | Iterable[int], *, udp: bool = True, tcp: bool = False) -> bool:
-    """True when every port is bound (UDP) or listening (TCP) on 127.0.0.1.
+    """True when every port is bound (UDP) or listening (TCP) on a peer address.
 
     Reads /proc/net rather than trying to bind: a probe bind could take the
     port from the very process that is about to bind it.
