@@ -1,0 +1,109 @@
+"""The I/O side of a mixed call: RTP endpoints in, a 20 ms timer, mixed frames out.
+
+A `MixBridge` takes over the media of a call's legs while three or more
+parties are connected (a supervisor listening, a conference). Each leg's
+endpoint stops relaying to a peer and hands its audio to the bridge through a
+listener; the bridge's timer runs the sans-IO `Mixer` once per packet time
+and sends each leg its frame through the leg's own `RtpSender`, so the phone
+sees one continuous stream before, during and after the mix (RFC 3550 §5.1:
+sequence numbers and timestamps keep counting). The call service owns the
+bridge and closes it when the call goes back to two parties or ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+from ccserver.media.endpoint import AudioListener, RtpEndpoint
+from ccserver.media.mixer import SAMPLES, Mixer
+
+log = logging.getLogger(__name__)
+
+PTIME = SAMPLES / 8000
+#: Ticks run at most this many times in a row to catch up after a stalled loop.
+MAX_CATCH_UP = 5
+
+
+class MixBridge:
+    """The legs of one mixed call, keyed by a role name (caller, agent, supervisor...)."""
+
+    def __init__(self, label: str = "") -> None:
+        self.label = label
+        self.mixer = Mixer()
+        self.endpoints: dict[str, RtpEndpoint] = {}
+        self._listeners: dict[str, AudioListener] = {}
+        self._fresh: set[str] = set()  # legs whose next frame starts a talkspurt (marker)
+        self._handle: asyncio.TimerHandle | None = None
+        self._next = 0.0
+        self.ticks = 0
+
+    def update(self, endpoints: Mapping[str, RtpEndpoint], hears: Mapping[str, set[str]]) -> None:
+        """Make the mix these legs with this hearing relation (adds, removes, re-wires)."""
+        for name in list(self.endpoints):
+            if name not in endpoints or endpoints[name] is not self.endpoints[name]:
+                self._detach(name)
+        for name, endpoint in endpoints.items():
+            if name not in self.endpoints:
+                self._attach(name, endpoint)
+            self.mixer.add(name, endpoint.codec, hears.get(name, ()))
+        if self._handle is None and self.endpoints:
+            loop = asyncio.get_running_loop()
+            self._next = loop.time()
+            self._handle = loop.call_at(self._next, self._tick)
+
+    def _attach(self, name: str, endpoint: RtpEndpoint) -> None:
+        endpoint.unbridge()  # its audio now goes into the mix, not straight to one peer
+        mixer = self.mixer
+
+        def listener(payload: bytes, codec: str) -> None:
+            mixer.feed(name, payload, codec)
+
+        endpoint.listeners.append(listener)
+        self.endpoints[name] = endpoint
+        self._listeners[name] = listener
+        self._fresh.add(name)
+
+    def _detach(self, name: str) -> None:
+        endpoint = self.endpoints.pop(name)
+        listener = self._listeners.pop(name)
+        if listener in endpoint.listeners:
+            endpoint.listeners.remove(listener)
+        self.mixer.remove(name)
+        self._fresh.discard(name)
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = 0
+        while self._next <= now and due < MAX_CATCH_UP:
+            due += 1
+            self._next += PTIME
+        if self._next <= now:
+            self._next = now + PTIME
+        for _ in range(due):
+            self.send_tick()
+        self._handle = loop.call_at(self._next, self._tick) if self.endpoints else None
+
+    def send_tick(self) -> None:
+        """One packet time: mix and send every leg its frame."""
+        self.ticks += 1
+        for name, endpoint in self.endpoints.items():
+            if endpoint.codec != self.mixer.participants[name].codec:
+                self.mixer.set_codec(name, endpoint.codec)  # a re-INVITE changed the law
+        for name, frame in self.mixer.tick().items():
+            endpoint = self.endpoints[name]
+            if endpoint.closed:
+                continue
+            marker = name in self._fresh
+            self._fresh.discard(name)
+            endpoint.send_audio(frame, SAMPLES, marker)
+
+    def close(self) -> None:
+        """Give the legs back (no listener, no timer); the caller re-bridges them."""
+        for name in list(self.endpoints):
+            self._detach(name)
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
