@@ -17,9 +17,12 @@ import asyncio
 import ipaddress
 import logging
 
+from ccserver.calls.conference import Conferencing
+from ccserver.calls.consult import ConsultTransfer
 from ccserver.calls.flows import FlowSteps
 from ccserver.calls.leg import Address, CallLog, Leg
 from ccserver.calls.model import ALLOW, SERVER, Call, CallSettings
+from ccserver.calls.monitor import Supervision
 from ccserver.calls.routing import QueueRouting
 from ccserver.media.g711 import decoder_for
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
@@ -33,7 +36,7 @@ __all__ = ["Call", "CallService", "CallSettings"]
 log = logging.getLogger(__name__)
 
 
-class CallService(FlowSteps, QueueRouting):
+class CallService(Supervision, Conferencing, ConsultTransfer, FlowSteps, QueueRouting):
     """SIP request handler of the node (see `ccserver.sip_endpoint.RequestHandler`)."""
 
     def on_request(self, request: Request, addr: Address, tx: ServerTransaction) -> None:
@@ -371,6 +374,8 @@ class CallService(FlowSteps, QueueRouting):
         """One side is gone: take down the other and close the contact."""
         if leg.state == "terminated" and not send_bye:
             return
+        if self._side_hangup(call, leg, send_bye):
+            return  # a supervisor, conference party or consult target: the call goes on
         if send_bye:
             self._send_bye(leg)
         leg.state = "terminated"
@@ -422,6 +427,7 @@ class CallService(FlowSteps, QueueRouting):
         agent_leg = call.agent_leg
         # Phones still ringing for the caller (agents, or a transfer target) stop.
         self._stop_ringing(call, "caller-gone")
+        self._end_side_legs(call)
         if previous in ("queued", "ringing"):
             departure = self.router.abandon(call.contact_id, now)
             self._record_agent_changes()

@@ -27,7 +27,9 @@ def goertzel(pcm: np.ndarray, freq: float) -> float:
     return float(2 * np.sqrt(max(power, 0.0)) / len(x))
 
 
-def run(mixer: Mixer, sources: dict[str, tuple[np.ndarray, str]], frames: int) -> dict[str, np.ndarray]:
+def run(
+    mixer: Mixer, sources: dict[str, tuple[np.ndarray, str]], frames: int
+) -> dict[str, np.ndarray]:
     """Feed every source one frame per tick in its law; decode what each one is sent."""
     got: dict[str, list[np.ndarray]] = {name: [] for name in mixer.participants}
     for i in range(frames):
