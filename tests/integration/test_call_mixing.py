@@ -82,19 +82,20 @@ def with_tone(template: str, pcap: Path, out: Path) -> Path:
     return path
 
 
-async def phone(
+def phone(
     peers: Peers, server: ServerProcess, ext: str, password: str, freq: float,
     *, hangup_ms: int | None = None,
 ) -> SippProcess:  # fmt: skip
-    """A registered phone that answers one call and talks with `freq` (hangs up after
-    `hangup_ms`, or waits for the platform's BYE)."""
+    """A phone that registers, answers one call and talks with `freq` (hangs up after
+    `hangup_ms`, or waits for the platform's BYE). Not started yet: its media port is
+    known, so a capture can watch it first."""
     name = f"phone{ext}"
     pcap = tone_pcap(peers.workdir / f"{name}.pcap", freq)
     template = "agent_answer_hangup.xml" if hangup_ms else "agent_answer.xml"
     variables: dict[str, str | int] = {"wait_ms": 60000, "expect_call": 1, "ring_ms": 100}
     if hangup_ms:
         variables["talk_ms"] = hangup_ms
-    process = SippProcess(
+    return SippProcess(
         scenario_path("agent_register.xml"),
         workdir=peers.workdir,
         remote=f"127.0.0.1:{server.sip_port}",
@@ -108,6 +109,9 @@ async def phone(
         timeout=75,
         default_behaviors="all,-bye",
     )
+
+
+async def registered(peers: Peers, process: SippProcess) -> SippProcess:
     await peers.sipp(process)
     await process.wait_registered()
     return process
@@ -165,6 +169,15 @@ class Heard:
             amplitude = 4 * float(band.max()) / len(pcm)
             out[f] = 20 * np.log10(max(amplitude, 1e-3) / 32768)
         return out
+
+    def loudness(self, phone: SippProcess, start: float, end: float) -> float:
+        """dBFS (RMS) of everything `phone` was sent between `start` and `end`."""
+        chunks = [
+            g711.alaw_decode(RtpPacket.parse(d.payload).payload)
+            for d in self.datagrams
+            if d.dport == phone.media_port and start <= d.time <= end and d.payload[1] & 0x7F == 8
+        ]
+        return g711.rms_dbov(np.concatenate(chunks)) if chunks else -120.0
 
     def check(
         self, phone: SippProcess, window: tuple[float, float], hears: set[float], not_: set[float]
@@ -235,10 +248,12 @@ async def talk(seconds: float) -> float:
 async def test_supervisor_listens_whispers_barges_then_hangs_up(
     server: ServerProcess, peers: Peers
 ) -> None:
-    agent = await phone(peers, server, "1001", "agent1001pw", AGENT_TONE)
-    boss = await phone(peers, server, "1900", "super1900pw", SUPER_TONE, hangup_ms=5500)
+    agent = phone(peers, server, "1001", "agent1001pw", AGENT_TONE)
+    boss = phone(peers, server, "1900", "super1900pw", SUPER_TONE, hangup_ms=5500)
     customer = caller(peers, server)
     cap = await peers.capture([agent.media_port, boss.media_port, customer.media_port])
+    await registered(peers, agent)
+    await registered(peers, boss)
     await peers.sipp(customer)
 
     async with aiohttp.ClientSession() as http:
@@ -290,4 +305,82 @@ async def test_supervisor_listens_whispers_barges_then_hangs_up(
     (stopped,) = events(contact, "monitor_stopped")
     assert stopped.data == {"supervisor": "1900", "mode": "barge", "by": "supervisor"}
     assert contact.outcome == "answered" and contact.agent == "1001"
+    assert_clean_log(server)
+
+
+async def test_conference_then_consult_transfer(server: ServerProcess, peers: Peers) -> None:
+    agent = phone(peers, server, "1001", "agent1001pw", AGENT_TONE)
+    third = phone(peers, server, "1005", "agent1005pw", THIRD, hangup_ms=3500)
+    target = phone(peers, server, "1006", "agent1006pw", TARGET)
+    customer = caller(peers, server)
+    ports = [p.media_port for p in (agent, third, target, customer)]
+    cap = await peers.capture(ports)
+    await registered(peers, agent)
+    await peers.sipp(customer)
+
+    async with aiohttp.ClientSession() as http:
+        api = Api(http, server)
+        cid = await api.contact_id()
+        # The third party and the consult target register once the caller is with 1001.
+        await registered(peers, third)
+        await registered(peers, target)
+        calls = f"/api/calls/{cid}"
+        refused = await api.error("POST", f"{calls}/conference", AGENT, json={"extension": "1007"})
+        assert refused["error_id"] == "phone-not-registered", refused
+        refused = await api.error("POST", f"{calls}/consult/complete", AGENT)
+        assert refused["error_id"] == "no-consult", refused
+
+        # Conference: 1005 joins, all three hear each other; 1005 hangs up by itself.
+        await api.call("POST", f"{calls}/conference", AGENT, json={"extension": "1005"})
+        t_conf = await api.until(
+            "1005 to join", lambda c: bool((c["conference"] or {}).get("connected"))
+        )
+        t_conf_end = await talk(1.5)
+        t_left = await api.until("1005 to leave", lambda c: c["conference"] is None)
+        t_left_end = await talk(1.0)
+
+        # Consult: the caller waits with music while 1001 talks to 1006, then hands over.
+        await api.call("POST", f"{calls}/consult", AGENT, json={"extension": "1006"})
+        t_cons = await api.until(
+            "1006 to answer", lambda c: bool((c["consult"] or {}).get("connected"))
+        )
+        t_cons_end = await talk(1.5)
+        view = await api.call("POST", f"{calls}/consult/complete", AGENT)
+        t_done = time.time()
+        assert view["consult"] is None and view["agent"] is None, view
+        t_done_end = await talk(1.5)
+        state = (await api.call("GET", "/api/agents/1001", SUPERVISOR))["state"]
+        assert state != "on-call", state  # the agent is released (wrap-up)
+        await api.call("POST", f"{calls}/hangup", SUPERVISOR)
+    for process in (customer, agent, third, target):
+        await process.wait()
+    await cap.stop()
+
+    heard = Heard(cap)
+    conf, left = (t_conf + SETTLE, t_conf_end), (t_left + SETTLE, t_left_end)
+    heard.check(customer, conf, {AGENT_TONE, THIRD}, set())
+    heard.check(agent, conf, {CALLER, THIRD}, set())
+    heard.check(third, conf, {CALLER, AGENT_TONE}, set())
+    heard.check(customer, left, {AGENT_TONE}, {THIRD})
+    heard.check(agent, left, {CALLER}, {THIRD})
+    consult, done = (t_cons + SETTLE, t_cons_end), (t_done + SETTLE, t_done_end)
+    heard.check(customer, consult, set(), {AGENT_TONE, TARGET})
+    assert heard.loudness(customer, *consult) > -30, "the caller should hear hold music"
+    heard.check(agent, consult, {TARGET}, {CALLER})
+    heard.check(target, consult, {AGENT_TONE}, {CALLER})
+    heard.check(customer, done, {TARGET}, {AGENT_TONE})
+    heard.check(target, done, {CALLER}, {AGENT_TONE})
+
+    (contact,) = await server.wait_contact_closed(1, timeout=10)
+    kinds = timeline(contact)
+    (joined,) = events(contact, "conference_joined")
+    assert joined.data == {"target": "1005", "kind": "extension"}
+    (left_event,) = events(contact, "conference_left")
+    assert left_event.data["who"] == "third-party"
+    (transfer,) = events(contact, "transfer")
+    assert transfer.data["kind"] == "consult" and transfer.data["from_agent"] == "1001"
+    assert transfer.data["to"] == "1006"
+    order = [k for k in kinds if k in ("conference_joined", "hold", "consult_answered", "transfer")]
+    assert order == ["conference_joined", "hold", "consult_answered", "transfer"], kinds
+    assert contact.outcome == "answered" and contact.holds == 1 and contact.hold_seconds > 1
     assert_clean_log(server)
