@@ -14,7 +14,7 @@ from typing import Any
 from acd.router import AcdError
 from ccserver.calls.model import Call
 from ccserver.calls.service import CallService
-from ccserver.calls.sidelegs import FeatureRefused
+from ccserver.calls.sidelegs import FeatureRefused, has_side_legs
 
 
 class ControlError(Exception):
@@ -200,6 +200,7 @@ class CallControl:
         leg = call.agent_leg
         if call.state != "bridged" or leg is None:
             raise ControlError(409, "not-connected", "only a connected call can be held")
+        self._refuse_side_legs(call)
         if not call.held_by_control:
             call.held_by_control = True
             call.caller.endpoint.unbridge()
@@ -242,6 +243,7 @@ class CallControl:
         leg = call.agent_leg
         if call.state != "bridged" or leg is None:
             raise ControlError(409, "not-connected", "only a connected call can be transferred")
+        self._refuse_side_legs(call)
         call.caller.endpoint.unbridge()
         leg.endpoint.unbridge()
         svc._send_bye(leg)
@@ -274,6 +276,13 @@ class CallControl:
         return {"contact_id": contact_id, **fields}
 
     # -- supervision, conference and consult transfer (ccserver.calls.monitor, ...) ----
+    @staticmethod
+    def _refuse_side_legs(call: Call) -> None:
+        if has_side_legs(call):
+            raise ControlError(409, "side-legs-active",
+                               "end the monitoring, conference or consult transfer first",
+                               {"contact_id": call.contact_id})  # fmt: skip
+
     def _feature(self, op: Any, contact_id: str, *args: str) -> dict[str, Any]:
         try:
             call = op(contact_id, *args)

@@ -24,6 +24,7 @@ from ccserver.calls.leg import Address, CallLog, Leg
 from ccserver.calls.model import ALLOW, SERVER, Call, CallSettings
 from ccserver.calls.monitor import Supervision
 from ccserver.calls.routing import QueueRouting
+from ccserver.calls.sidelegs import has_side_legs
 from ccserver.media.g711 import decoder_for
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
 from ccserver.sip.dialog import Dialog, make_dialog_response
@@ -353,7 +354,9 @@ class CallService(Supervision, Conferencing, ConsultTransfer, FlowSteps, QueueRo
             leg.hold_started = now
             call.holds += 1
             self._note(call, "hold", {"by": "caller" if leg.role == "uas" else "agent"})
-            if other is not None and call.state == "bridged":
+            # With side legs the mix (or consult) owns the media; a holding phone
+            # is simply sent nothing (RFC 3264 §8.4).
+            if other is not None and call.state == "bridged" and not has_side_legs(call):
                 leg.endpoint.unbridge()
                 self.clock.play(other.endpoint, [self.moh], loop=True)
         else:
@@ -361,7 +364,7 @@ class CallService(Supervision, Conferencing, ConsultTransfer, FlowSteps, QueueRo
                 call.hold_seconds += now - leg.hold_started
                 leg.hold_started = None
             self._note(call, "resume", {"by": "caller" if leg.role == "uas" else "agent"})
-            if other is not None and call.state == "bridged":
+            if other is not None and call.state == "bridged" and not has_side_legs(call):
                 self.clock.stop(other.endpoint)
                 leg.endpoint.bridge(other.endpoint)
         self.recorder.update(

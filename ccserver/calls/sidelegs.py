@@ -27,7 +27,7 @@ from ccserver.media.sdp import SessionDescription, negotiate_answer
 from ccserver.sip.dialog import Dialog
 from ccserver.sip.message import Response
 
-__all__ = ["FeatureRefused", "SideLeg", "SideLegs", "SideState"]
+__all__ = ["FeatureRefused", "SideLeg", "SideLegs", "SideState", "has_side_legs", "side_of"]
 
 #: Who hears the supervisor in each monitoring mode (besides the supervisor
 #: hearing every talking party): nobody, the agent only, everyone.
@@ -68,6 +68,12 @@ class SideState:
 
     legs: dict[str, SideLeg] = field(default_factory=dict)
     mix: MixBridge | None = None
+
+
+def has_side_legs(call: Call) -> bool:
+    """Whether a supervisor, conference party or consult target is ringing or connected:
+    the call's media is then `SideLegs._rewire`'s, not hold's or transfer's."""
+    return call.side is not None and bool(call.side.legs)
 
 
 def side_of(call: Call) -> SideState:
