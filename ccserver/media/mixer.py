@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from ccserver.media.g711 import decoder_for, encoder_for
+from ccserver.media.g711 import alaw_encode, decoder_for, encoder_for, ulaw_encode
 
 __all__ = ["Mixer", "Participant"]
 
 SAMPLES = 160  # 20 ms at 8 kHz (RFC 3551 §4.5: G.711 frames are 8,000 samples/s)
+_ENCODERS = {"PCMU": ulaw_encode, "PCMA": alaw_encode}
 
 
 @dataclass(eq=False)
@@ -57,6 +58,7 @@ class Mixer:
     def add(self, name: str, codec: str, hears: Iterable[str] = ()) -> Participant:
         """Add a participant (or update its law and hearing if already there)."""
         encoder_for(codec)  # refuse an unknown law now, not on the first tick
+        codec = codec.upper()
         part = self.participants.get(name)
         if part is None:
             part = Participant(name, codec, buffer=np.zeros(self.max_buffered, dtype=np.int16))
@@ -76,7 +78,7 @@ class Mixer:
 
     def set_codec(self, name: str, codec: str) -> None:
         encoder_for(codec)
-        self.participants[name].codec = codec
+        self.participants[name].codec = codec.upper()
 
     # -- audio in -----------------------------------------------------------------------
     def feed(self, name: str, payload: bytes, codec: str | None = None) -> None:
@@ -130,17 +132,22 @@ class Mixer:
             frame = self._take(part)
             if frame is not None:
                 spoken[name] = frame
+        # Most listeners hear every other party: the sum of all minus their own
+        # voice, one subtraction each instead of a sum per listener.
+        total = np.sum(list(spoken.values()), axis=0) if len(spoken) > 1 else None
         out: dict[str, bytes] = {}
-        silence = np.zeros(self.samples, dtype=np.int32)
         for name, part in self.participants.items():
-            heard = [spoken[s] for s in part.hears if s in spoken]
+            heard = [s for s in spoken if s in part.hears]
             if not heard:
-                mixed = silence
+                mixed = np.zeros(self.samples, dtype=np.int32)
             elif len(heard) == 1:
-                mixed = heard[0]
+                mixed = spoken[heard[0]]
+            elif total is not None and len(heard) == len(spoken) - (name in spoken):
+                mixed = total - spoken[name] if name in spoken else total
             else:
-                mixed = np.sum(heard, axis=0)
-            out[name] = encoder_for(part.codec)(np.clip(mixed, -32768, 32767).astype(np.int16))
+                mixed = np.sum([spoken[s] for s in heard], axis=0)
+            pcm = np.clip(mixed, -32768, 32767).astype(np.int16)
+            out[name] = _ENCODERS[part.codec](pcm)
         return out
 
     def hearing(self) -> Mapping[str, frozenset[str]]:

@@ -135,3 +135,19 @@ def test_unknown_law_and_tiny_buffer_are_refused() -> None:
         Mixer().add("a", "G729")
     with pytest.raises(ValueError, match="smaller than one frame"):
         Mixer(max_buffered=10)
+
+
+def test_four_parties_where_one_hears_only_some() -> None:
+    """A conference with a listening supervisor: the third party hears caller and agent,
+    the supervisor everyone, nobody hears the supervisor."""
+    freqs = {"caller": 500.0, "agent": 900.0, "third": 1700.0, "supervisor": 1300.0}
+    talkers = {"caller", "agent", "third"}
+    mixer = Mixer()
+    for name in freqs:
+        mixer.add(name, "PCMU", talkers)  # itself left out by the mixer
+    out = run(mixer, {n: (tone(f, 50), "PCMU") for n, f in freqs.items()}, 50)
+    for name in freqs:
+        levels = {other: goertzel(out[name], f) for other, f in freqs.items()}
+        got = {other for other, v in levels.items() if v > 5000}
+        assert all(v < 300 or v > 5000 for v in levels.values()), (name, levels)
+        assert got == talkers - {name}, (name, levels)
