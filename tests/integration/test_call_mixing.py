@@ -27,7 +27,7 @@ from tests.integration.peers.capture import RtpCapture
 from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.sipp import SippProcess, scenario_path
 from tests.integration.server import ServerProcess
-from tests.integration.test_call_flows import assert_clean_log, events, timeline
+from tests.integration.test_call_flows import StartServer, assert_clean_log, events, timeline
 
 pytestmark = pytest.mark.integration
 
@@ -213,13 +213,11 @@ class Api:
 
     async def until(self, what: str, check: Callable[[dict[str, Any]], bool]) -> float:
         """Poll the live calls until `check` holds for the one call; the wall time then."""
-        found: list[dict[str, Any]] = []
 
         async def poll() -> None:
             while True:
                 calls = await self.call("GET", "/api/calls", SUPERVISOR)
                 if len(calls) == 1 and check(calls[0]):
-                    found.append(calls[0])
                     return
                 await asyncio.sleep(0.05)
 
@@ -308,22 +306,45 @@ async def test_supervisor_listens_whispers_barges_then_hangs_up(
     assert_clean_log(server)
 
 
-async def test_conference_then_consult_transfer(server: ServerProcess, peers: Peers) -> None:
+async def test_conference_then_consult_transfer_to_a_number(
+    start_server: StartServer, peers: Peers
+) -> None:
+    """1005 joins a conference and leaves; then the agent consults an outside number (a
+    SIPp phone standing in for the carrier, reached through the trunk's outbound route)
+    and hands the caller over."""
+    pcap = tone_pcap(peers.workdir / "carrier.pcap", TARGET)
+    target = SippProcess(
+        with_tone("agent_answer.xml", pcap, peers.workdir / "carrier.scenario"),
+        workdir=peers.workdir,
+        name="carrier",
+        variables={"ring_ms": 100},
+        timeout=75,
+    )
+
+    def outbound(config: Path) -> None:
+        trunks = config / "trunks.toml"
+        trunks.write_text(
+            trunks.read_text().replace(
+                'description = "Demo carrier',
+                f'outbound = "127.0.0.1:{target.local_port}"\ndescription = "Demo carrier',
+            )
+        )
+
+    server: ServerProcess = await start_server(edit=outbound)
     agent = phone(peers, server, "1001", "agent1001pw", AGENT_TONE)
     third = phone(peers, server, "1005", "agent1005pw", THIRD, hangup_ms=3500)
-    target = phone(peers, server, "1006", "agent1006pw", TARGET)
     customer = caller(peers, server)
     ports = [p.media_port for p in (agent, third, target, customer)]
     cap = await peers.capture(ports)
+    await peers.sipp(target, ready=True)
     await registered(peers, agent)
     await peers.sipp(customer)
 
     async with aiohttp.ClientSession() as http:
         api = Api(http, server)
         cid = await api.contact_id()
-        # The third party and the consult target register once the caller is with 1001.
+        # The third party registers once the caller is with 1001 (it is an agent too).
         await registered(peers, third)
-        await registered(peers, target)
         calls = f"/api/calls/{cid}"
         refused = await api.error("POST", f"{calls}/conference", AGENT, json={"extension": "1007"})
         assert refused["error_id"] == "phone-not-registered", refused
@@ -339,10 +360,10 @@ async def test_conference_then_consult_transfer(server: ServerProcess, peers: Pe
         t_left = await api.until("1005 to leave", lambda c: c["conference"] is None)
         t_left_end = await talk(1.0)
 
-        # Consult: the caller waits with music while 1001 talks to 1006, then hands over.
-        await api.call("POST", f"{calls}/consult", AGENT, json={"extension": "1006"})
+        # Consult: the caller waits with music while 1001 talks to the number, then hands over.
+        await api.call("POST", f"{calls}/consult", AGENT, json={"number": "0612345678"})
         t_cons = await api.until(
-            "1006 to answer", lambda c: bool((c["consult"] or {}).get("connected"))
+            "the number to answer", lambda c: bool((c["consult"] or {}).get("connected"))
         )
         t_cons_end = await talk(1.5)
         view = await api.call("POST", f"{calls}/consult/complete", AGENT)
@@ -379,7 +400,9 @@ async def test_conference_then_consult_transfer(server: ServerProcess, peers: Pe
     assert left_event.data["who"] == "third-party"
     (transfer,) = events(contact, "transfer")
     assert transfer.data["kind"] == "consult" and transfer.data["from_agent"] == "1001"
-    assert transfer.data["to"] == "1006"
+    assert transfer.data["to"] == "0612345678"
+    (invite,) = [m for m in target.messages() if not m.sent and m.method == "INVITE"]
+    assert invite.first_line.startswith("INVITE sip:0612345678@127.0.0.1:"), invite.first_line
     order = [k for k in kinds if k in ("conference_joined", "hold", "consult_answered", "transfer")]
     assert order == ["conference_joined", "hold", "consult_answered", "transfer"], kinds
     assert contact.outcome == "answered" and contact.holds == 1 and contact.hold_seconds > 1
