@@ -41,6 +41,24 @@ class Recorder:
         pass
 
 
+class Router:
+    """The ACD as far as releasing an agent goes."""
+
+    def __init__(self) -> None:
+        self.changes: list[Any] = []
+        self.hung_up: list[str] = []
+
+    def hangup(self, ext: str, now: float) -> list[Any]:
+        self.hung_up.append(ext)
+        return []
+
+    def take_decisions(self) -> list[Any]:
+        return []
+
+    def get_timer(self) -> float | None:
+        return None
+
+
 class NoPhones:
     def lookup(self, ext: str, now: float) -> list[Any]:
         return []
@@ -59,16 +77,8 @@ def svc() -> CallService:
         queue_ring_timeout={}, extensions={"1900", "1001"}, config_dir=Path(),
     )  # fmt: skip
     moh = EncodedAudio(np.zeros(1600, dtype=np.int16), "moh")
-    return CallService(
-        settings,
-        NoPhones(),
-        None,
-        None,
-        MediaClock(),
-        Recorder(),
-        lambda t, v: None,
-        moh,  # type: ignore[arg-type]
-    )
+    fakes: Any = (NoPhones(), Router(), None, MediaClock(), Recorder())
+    return CallService(settings, *fakes, lambda t, v: None, moh)
 
 
 def connected_call(svc: CallService) -> Call:
@@ -187,3 +197,44 @@ async def test_refusals(svc: CallService) -> None:
         svc.conference("c1", "extension", "1001", "a")
     assert err.value.error_id == "not-connected"
     svc._end_side_legs(call)
+
+
+async def test_agent_leaving_a_conference_leaves_caller_and_third_party(svc: CallService) -> None:
+    call = connected_call(svc)
+    side = add_side(call, "conference")
+    svc._rewire(call)
+    agent = call.agent_leg
+    assert agent is not None and side.leg is not None
+    svc._hangup_leg(call, agent, "agent", send_bye=False)  # the agent's BYE
+    assert call.state == "bridged" and call.agent_leg is side.leg
+    assert svc.router.hung_up == ["1001"]  # type: ignore[attr-defined]
+    assert side_of(call).mix is None  # two parties again: the relay
+    assert call.caller.endpoint.peer is side.leg.endpoint
+    assert agent.state == "terminated" and agent.endpoint.peer is None
+    assert svc.recorder.steps[-1] == (  # type: ignore[attr-defined]
+        "conference_left",
+        {"who": "agent", "agent": "1001", "target": "conference"},
+    )
+
+
+async def test_agent_hanging_up_during_a_consult_completes_the_transfer(svc: CallService) -> None:
+    call = connected_call(svc)
+    side = add_side(call, "consult")
+    call.hold_started = svc.now()
+    svc._rewire(call)
+    agent = call.agent_leg
+    assert agent is not None and side.leg is not None
+    svc._hangup_leg(call, agent, "agent", send_bye=False)
+    assert call.state == "bridged" and call.agent_leg is side.leg
+    assert not svc.clock.is_playing(call.caller.endpoint)
+    assert call.caller.endpoint.peer is side.leg.endpoint
+    assert side.leg.endpoint.peer is call.caller.endpoint
+    steps = dict(svc.recorder.steps)  # type: ignore[attr-defined]
+    assert steps["transfer"] == {
+        "kind": "consult",
+        "from_agent": "1001",
+        "to": "consult",
+        "agent_hung_up": True,
+    }
+    assert call.hold_started is None
+    svc.clock.close()
