@@ -231,14 +231,21 @@ def _control(request: web.Request) -> CallControl:
     return request.app[CONTROL]
 
 
+def _seen_by(who: Principal, view: dict[str, Any]) -> dict[str, Any]:
+    """Monitoring is the supervisors' business: an agent is not told it is listened to."""
+    if who.supervises or view.get("monitor") is None:
+        return view
+    return {**view, "monitor": None}
+
+
 async def list_calls(request: web.Request, who: Principal) -> Any:
-    return [v for v in _control(request).calls() if _owns_call(request, who, v)]
+    return [_seen_by(who, v) for v in _control(request).calls() if _owns_call(request, who, v)]
 
 
 async def get_call(request: web.Request, who: Principal) -> Any:
     view = _control(request).call(request.match_info["contact_id"])
     _require_call(request, who, view)
-    return view
+    return _seen_by(who, view)
 
 
 async def hangup_call(request: web.Request, who: Principal) -> Any:
@@ -301,28 +308,28 @@ async def conference_call(request: web.Request, who: Principal) -> Any:
     body = await read_body(request, TargetBody)
     contact_id = await _own_call_id(request, who)
     kind, target = body.kind_target
-    return _control(request).conference(contact_id, kind, target, who.name)
+    return _seen_by(who, _control(request).conference(contact_id, kind, target, who.name))
 
 
 async def drop_conference(request: web.Request, who: Principal) -> Any:
-    return _control(request).conference_drop(await _own_call_id(request, who))
+    return _seen_by(who, _control(request).conference_drop(await _own_call_id(request, who)))
 
 
 async def consult_call(request: web.Request, who: Principal) -> Any:
     body = await read_body(request, TargetBody)
     contact_id = await _own_call_id(request, who)
     kind, target = body.kind_target
-    return _control(request).consult(contact_id, kind, target, who.name)
+    return _seen_by(who, _control(request).consult(contact_id, kind, target, who.name))
 
 
 async def complete_consult(request: web.Request, who: Principal) -> Any:
     await read_body(request, NoBody)
-    return _control(request).consult_complete(await _own_call_id(request, who))
+    return _seen_by(who, _control(request).consult_complete(await _own_call_id(request, who)))
 
 
 async def cancel_consult(request: web.Request, who: Principal) -> Any:
     await read_body(request, NoBody)
-    return _control(request).consult_cancel(await _own_call_id(request, who))
+    return _seen_by(who, _control(request).consult_cancel(await _own_call_id(request, who)))
 
 
 async def _contact_allowed(request: web.Request, who: Principal, contact_id: str) -> bool:

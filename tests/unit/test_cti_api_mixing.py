@@ -14,10 +14,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from ccserver.calls.control import ControlError
-from ccserver.events import EventBus
+from ccserver.events import Event, EventBus
 from cti.api import ROUTES, ApiSettings, build_app
-from cti.auth import Authenticator
+from cti.auth import Authenticator, Principal
 from cti.openapi import openapi_document
+from cti.ws import EventFilter
 from tests.unit.test_cti_api import AGENT, SUP, TOKENS, FakeContacts, FakeControl, auth, error
 
 Client = TestClient[web.Request, web.Application]
@@ -165,3 +166,23 @@ def test_openapi_documents_the_new_routes_and_bodies() -> None:
     assert {"extension", "number"} <= set(schemas["TargetBody"]["properties"])
     for path in ("consult", "consult/complete", "consult/cancel", "conference"):
         assert f"/api/calls/{{contact_id}}/{path}" in doc["paths"]
+
+
+async def test_an_agent_is_not_told_it_is_monitored(env: tuple[Client, MixControl]) -> None:
+    client, control = env
+    control.live["c1"]["monitor"] = {"target": "1900", "connected": True, "mode": "listen"}
+    resp = await client.get("/api/calls/c1", headers=auth(AGENT))
+    assert (await resp.json())["monitor"] is None
+    resp = await client.get("/api/calls", headers=auth(AGENT))
+    assert [c["monitor"] for c in await resp.json()] == [None]
+    resp = await client.get("/api/calls/c1", headers=auth(SUP))
+    assert (await resp.json())["monitor"]["mode"] == "listen"
+    resp = await client.post("/api/calls/c1/conference", headers=auth(AGENT), json={"number": "1"})
+    assert (await resp.json())["monitor"] is None
+
+    own = EventFilter(Principal("a1001", frozenset({"agent"}), agent="1001"))
+    boss = EventFilter(Principal("sup", frozenset({"supervisor"})))
+    for kind in ("call.monitor_started", "call.monitor_mode", "call.monitor_stopped"):
+        event = Event(kind, {"mode": "listen"}, contact_id="c1", agent="1001")
+        assert not own.allows(event) and boss.allows(event)
+    assert own.allows(Event("call.conference_joined", {}, contact_id="c1", agent="1001"))
