@@ -247,7 +247,7 @@ async def test_supervisor_listens_whispers_barges_then_hangs_up(
     server: ServerProcess, peers: Peers
 ) -> None:
     agent = phone(peers, server, "1001", "agent1001pw", AGENT_TONE)
-    boss = phone(peers, server, "1900", "super1900pw", SUPER_TONE, hangup_ms=5500)
+    boss = phone(peers, server, "1900", "super1900pw", SUPER_TONE, hangup_ms=6500)
     customer = caller(peers, server)
     cap = await peers.capture([agent.media_port, boss.media_port, customer.media_port])
     await registered(peers, agent)
