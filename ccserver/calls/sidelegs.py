@@ -343,8 +343,6 @@ class SideLegs(QueueRouting):
                     hears[name].add("supervisor")
         if state.mix is None:
             state.mix = MixBridge(call.contact_id[:8])
-        for leg in (call.caller, agent):
-            leg.endpoint.unbridge()
         state.mix.update(endpoints, hears)
         call.log.info("mixing %s", {k: sorted(v) for k, v in sorted(hears.items())})
 

@@ -2,12 +2,18 @@
 
 A `MixBridge` takes over the media of a call's legs while three or more
 parties are connected (a supervisor listening, a conference). Each leg's
-endpoint stops relaying to a peer and hands its audio to the bridge through a
-listener; the bridge's timer runs the sans-IO `Mixer` once per packet time
-and sends each leg its frame through the leg's own `RtpSender`, so the phone
-sees one continuous stream before, during and after the mix (RFC 3550 §5.1:
-sequence numbers and timestamps keep counting). The call service owns the
-bridge and closes it when the call goes back to two parties or ends.
+endpoint hands its audio to the bridge through a listener; the bridge's timer
+runs the sans-IO `Mixer` once per packet time and sends each leg its frame
+through the leg's own `RtpSender`, so the phone sees one continuous stream
+before, during and after the mix (RFC 3550 §5.1: sequence numbers and
+timestamps keep counting). The call service owns the bridge and closes it
+when the call goes back to two parties or ends.
+
+A leg that hears exactly one other leg needs no mixing: that leg's packets
+are relayed to it as in a two-party call (no added delay, key presses pass),
+while they also feed the mix for the others. So while a supervisor listens,
+caller and agent keep the packet relay between them and only the supervisor
+is sent mixed audio.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ class MixBridge:
         self.endpoints: dict[str, RtpEndpoint] = {}
         self._listeners: dict[str, AudioListener] = {}
         self._fresh: set[str] = set()  # legs whose next frame starts a talkspurt (marker)
+        self.relays: dict[str, str] = {}  # source -> the one leg its packets are relayed to
         self._handle: asyncio.TimerHandle | None = None
         self._next = 0.0
         self.ticks = 0
@@ -47,14 +54,40 @@ class MixBridge:
         for name, endpoint in endpoints.items():
             if name not in self.endpoints:
                 self._attach(name, endpoint)
-            self.mixer.add(name, endpoint.codec, hears.get(name, ()))
+        relays = self._relays_for(hears)
+        for source in list(self.relays):
+            if relays.get(source) != self.relays[source] and source in self.endpoints:
+                self.endpoints[source].unbridge()
+        for source, listener in relays.items():
+            if self.relays.get(source) != listener:
+                self.endpoints[source].bridge(self.endpoints[listener])
+        relayed = set(relays.values())
+        for name, endpoint in endpoints.items():
+            part = self.mixer.participants.get(name)
+            if part is not None and part.output is False and name not in relayed:
+                self._fresh.add(name)  # from relayed packets to mixed frames
+            self.mixer.add(name, endpoint.codec, hears.get(name, ()), output=name not in relayed)
+        self.relays = relays
         if self._handle is None and self.endpoints:
             loop = asyncio.get_running_loop()
             self._next = loop.time()
             self._handle = loop.call_at(self._next, self._tick)
 
+    @staticmethod
+    def _relays_for(hears: Mapping[str, set[str]]) -> dict[str, str]:
+        """Source -> listener for listeners that hear exactly one source (one relay per
+        source: an endpoint forwards to a single peer)."""
+        relays: dict[str, str] = {}
+        for listener in sorted(hears):
+            heard = hears[listener] - {listener}
+            if len(heard) == 1:
+                (source,) = heard
+                if source in hears and source not in relays:
+                    relays[source] = listener
+        return relays
+
     def _attach(self, name: str, endpoint: RtpEndpoint) -> None:
-        endpoint.unbridge()  # its audio now goes into the mix, not straight to one peer
+        endpoint.unbridge()  # its audio now goes into the mix (and maybe one relay)
         mixer = self.mixer
 
         def listener(payload: bytes, codec: str) -> None:
@@ -66,6 +99,13 @@ class MixBridge:
         self._fresh.add(name)
 
     def _detach(self, name: str) -> None:
+        if name in self.relays:
+            self.endpoints[name].unbridge()
+            del self.relays[name]
+        for source, target in list(self.relays.items()):
+            if target == name:
+                self.endpoints[source].unbridge()
+                del self.relays[source]
         endpoint = self.endpoints.pop(name)
         listener = self._listeners.pop(name)
         if listener in endpoint.listeners:

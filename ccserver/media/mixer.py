@@ -42,6 +42,7 @@ class Participant:
     buffer: npt.NDArray[np.int16] = field(default_factory=lambda: np.zeros(0, dtype=np.int16))
     fill: int = 0  # samples waiting in `buffer`
     dropped: int = 0  # samples dropped because the buffer was full
+    output: bool = True  # False: only a source (what it hears reaches it another way)
 
 
 class Mixer:
@@ -55,8 +56,11 @@ class Mixer:
         self.participants: dict[str, Participant] = {}
 
     # -- who is in the mix ----------------------------------------------------------
-    def add(self, name: str, codec: str, hears: Iterable[str] = ()) -> Participant:
-        """Add a participant (or update its law and hearing if already there)."""
+    def add(
+        self, name: str, codec: str, hears: Iterable[str] = (), *, output: bool = True
+    ) -> Participant:
+        """Add a participant (or update its law and hearing if already there); with
+        ``output=False`` it is only heard, and `tick` makes no frame for it."""
         encoder_for(codec)  # refuse an unknown law now, not on the first tick
         codec = codec.upper()
         part = self.participants.get(name)
@@ -65,6 +69,7 @@ class Mixer:
             self.participants[name] = part
         part.codec = codec
         part.hears = set(hears) - {name}
+        part.output = output
         return part
 
     def remove(self, name: str) -> None:
@@ -126,7 +131,7 @@ class Mixer:
         return frame
 
     def tick(self) -> dict[str, bytes]:
-        """One packet time: the encoded frame each participant is to be sent."""
+        """One packet time: the encoded frame each participant (with output) is to be sent."""
         spoken: dict[str, npt.NDArray[np.int32]] = {}
         for name, part in self.participants.items():
             frame = self._take(part)
@@ -137,6 +142,8 @@ class Mixer:
         total = np.sum(list(spoken.values()), axis=0) if len(spoken) > 1 else None
         out: dict[str, bytes] = {}
         for name, part in self.participants.items():
+            if not part.output:
+                continue
             heard = [s for s in spoken if s in part.hears]
             if not heard:
                 mixed = np.zeros(self.samples, dtype=np.int32)

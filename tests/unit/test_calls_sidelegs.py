@@ -102,20 +102,44 @@ def hearing(call: Call) -> dict[str, set[str]]:
     return {k: set(v) for k, v in mix.mixer.hearing().items()}
 
 
+def outputs(call: Call) -> set[str]:
+    """The legs sent mixed frames (the others get one leg's packets relayed)."""
+    mix = side_of(call).mix
+    assert mix is not None
+    return {name for name, p in mix.mixer.participants.items() if p.output}
+
+
 async def test_monitor_modes_set_who_hears_the_supervisor(svc: CallService) -> None:
     call = connected_call(svc)
     side = add_side(call, "monitor", "listen")
     svc._rewire(call)
     both = {"caller", "agent"}
     assert hearing(call) == {"caller": {"agent"}, "agent": {"caller"}, "supervisor": both}
-    assert call.caller.endpoint.peer is None  # the mix, not the relay
+    agent = call.agent_leg
+    assert agent is not None
+    # Listening changes nothing for caller and agent: they keep the packet relay,
+    # their audio also feeds the supervisor's mix.
+    assert (
+        call.caller.endpoint.peer is agent.endpoint and agent.endpoint.peer is call.caller.endpoint
+    )
+    assert outputs(call) == {"supervisor"}
     side.mode = "whisper"
     svc._rewire(call)
     assert hearing(call)["agent"] == {"caller", "supervisor"}
     assert hearing(call)["caller"] == {"agent"}
+    assert call.caller.endpoint.peer is None  # the agent now gets a mix
+    assert agent.endpoint.peer is call.caller.endpoint
+    assert outputs(call) == {"supervisor", "agent"}
     side.mode = "barge"
     svc._rewire(call)
     assert hearing(call)["caller"] == {"agent", "supervisor"}
+    assert agent.endpoint.peer is None and call.caller.endpoint.peer is None
+    assert outputs(call) == {"supervisor", "agent", "caller"}
+    side.mode = "listen"
+    svc._rewire(call)
+    assert (
+        call.caller.endpoint.peer is agent.endpoint and agent.endpoint.peer is call.caller.endpoint
+    )
     # The supervisor leaves: back to the relay, no mix left running.
     del side_of(call).legs["monitor"]
     svc._rewire(call)
