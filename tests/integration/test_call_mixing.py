@@ -265,10 +265,12 @@ async def test_supervisor_listens_whispers_barges_then_hangs_up(
         view = await api.call("POST", path, SUPERVISOR, json={"extension": "1900"})
         assert view["monitor"] == {"target": "1900", "connected": False, "mode": "listen"}
         t_listen = await api.until("the supervisor", lambda c: c["monitor"]["connected"])
-        t_whisper = await talk(1.5)
+        t_listen_end = await talk(1.5)
         await api.call("POST", path, SUPERVISOR, json={"extension": "1900", "mode": "whisper"})
-        t_barge = await talk(1.5)
+        t_whisper = time.time()
+        t_whisper_end = await talk(1.5)
         await api.call("POST", path, SUPERVISOR, json={"extension": "1900", "mode": "barge"})
+        t_barge = time.time()
         # The supervisor's phone hangs up by itself: back to two parties.
         t_back = await api.until("the supervisor to leave", lambda c: c["monitor"] is None)
         assert not (await api.call("GET", f"/api/calls/{cid}", SUPERVISOR))["mixing"]
@@ -280,7 +282,7 @@ async def test_supervisor_listens_whispers_barges_then_hangs_up(
     await cap.stop()
 
     heard = Heard(cap)
-    listen, whisper = (t_listen + SETTLE, t_whisper), (t_whisper + SETTLE, t_barge)
+    listen, whisper = (t_listen + SETTLE, t_listen_end), (t_whisper + SETTLE, t_whisper_end)
     barge, after = (t_barge + SETTLE, t_back - 0.3), (t_back + SETTLE, t_end)
     both = {CALLER, AGENT_TONE}
     heard.check(boss, listen, both, set())
