@@ -22,7 +22,7 @@ from typing import Any
 from ccserver.calls.leg import Address, Leg
 from ccserver.calls.model import Call
 from ccserver.calls.routing import TRANSFER_RING_TIMEOUT, QueueRouting
-from ccserver.media.mixbridge import MixBridge
+from ccserver.media.mixbridge import MixBridge, MixClock
 from ccserver.media.sdp import SessionDescription, negotiate_answer
 from ccserver.sip.dialog import Dialog
 from ccserver.sip.message import Response
@@ -85,6 +85,14 @@ def side_of(call: Call) -> SideState:
 
 class SideLegs(QueueRouting):
     """Ringing, answering and hanging up side legs; the media of calls that have them."""
+
+    _mix_clock: MixClock | None = None  # the node's, made with the first mixed call
+
+    @property
+    def mix_clock(self) -> MixClock:
+        if self._mix_clock is None:
+            self._mix_clock = MixClock()
+        return self._mix_clock
 
     # -- refusals shared by the features ---------------------------------------------
     def _connected_call(self, contact_id: str) -> Call:
@@ -342,7 +350,7 @@ class SideLegs(QueueRouting):
                 for name in talkers:
                     hears[name].add("supervisor")
         if state.mix is None:
-            state.mix = MixBridge(call.contact_id[:8])
+            state.mix = MixBridge(self.mix_clock, call.contact_id[:8])
         state.mix.update(endpoints, hears)
         call.log.info("mixing %s", {k: sorted(v) for k, v in sorted(hears.items())})
 

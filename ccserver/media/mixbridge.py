@@ -35,15 +35,14 @@ MAX_CATCH_UP = 5
 class MixBridge:
     """The legs of one mixed call, keyed by a role name (caller, agent, supervisor...)."""
 
-    def __init__(self, label: str = "") -> None:
+    def __init__(self, clock: MixClock, label: str = "") -> None:
+        self.clock = clock
         self.label = label
         self.mixer = Mixer()
         self.endpoints: dict[str, RtpEndpoint] = {}
         self._listeners: dict[str, AudioListener] = {}
         self._fresh: set[str] = set()  # legs whose next frame starts a talkspurt (marker)
         self.relays: dict[str, str] = {}  # source -> the one leg its packets are relayed to
-        self._handle: asyncio.TimerHandle | None = None
-        self._next = 0.0
         self.ticks = 0
 
     def update(self, endpoints: Mapping[str, RtpEndpoint], hears: Mapping[str, set[str]]) -> None:
@@ -68,10 +67,8 @@ class MixBridge:
                 self._fresh.add(name)  # from relayed packets to mixed frames
             self.mixer.add(name, endpoint.codec, hears.get(name, ()), output=name not in relayed)
         self.relays = relays
-        if self._handle is None and self.endpoints:
-            loop = asyncio.get_running_loop()
-            self._next = loop.time()
-            self._handle = loop.call_at(self._next, self._tick)
+        if self.endpoints:
+            self.clock.add(self)
 
     @staticmethod
     def _relays_for(hears: Mapping[str, set[str]]) -> dict[str, str]:
@@ -113,19 +110,6 @@ class MixBridge:
         self.mixer.remove(name)
         self._fresh.discard(name)
 
-    def _tick(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
-        due = 0
-        while self._next <= now and due < MAX_CATCH_UP:
-            due += 1
-            self._next += PTIME
-        if self._next <= now:
-            self._next = now + PTIME
-        for _ in range(due):
-            self.send_tick()
-        self._handle = loop.call_at(self._next, self._tick) if self.endpoints else None
-
     def send_tick(self) -> None:
         """One packet time: mix and send every leg its frame."""
         self.ticks += 1
@@ -141,9 +125,46 @@ class MixBridge:
             endpoint.send_audio(frame, SAMPLES, marker)
 
     def close(self) -> None:
-        """Give the legs back (no listener, no timer); the caller re-bridges them."""
+        """Give the legs back (no listener, off the clock); the caller re-bridges them."""
         for name in list(self.endpoints):
             self._detach(name)
-        if self._handle is not None:
+        self.clock.remove(self)
+
+
+class MixClock:
+    """One tick every packet time for every mixed call of the node (as `MediaClock`
+    does for prompts), running only while a mix exists; each `MixBridge` takes
+    itself off when closed, so the timer stops with the last mixed call."""
+
+    def __init__(self) -> None:
+        self._bridges: dict[MixBridge, None] = {}  # ordered, so ticks go round fairly
+        self._handle: asyncio.TimerHandle | None = None
+        self._next = 0.0
+
+    def add(self, bridge: MixBridge) -> None:
+        self._bridges[bridge] = None
+        if self._handle is None:
+            loop = asyncio.get_running_loop()
+            self._next = loop.time()
+            self._handle = loop.call_at(self._next, self._tick)
+
+    def remove(self, bridge: MixBridge) -> None:
+        self._bridges.pop(bridge, None)
+        if not self._bridges and self._handle is not None:
             self._handle.cancel()
             self._handle = None
+
+    def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # Every frame due by the clock; a late tick catches up, boundedly.
+        due = 0
+        while self._next <= now and due < MAX_CATCH_UP:
+            due += 1
+            self._next += PTIME
+        if self._next <= now:
+            self._next = now + PTIME
+        for bridge in list(self._bridges):
+            for _ in range(due):
+                bridge.send_tick()
+        self._handle = loop.call_at(self._next, self._tick) if self._bridges else None
