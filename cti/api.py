@@ -15,7 +15,7 @@ import json
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -116,6 +116,43 @@ class DispositionBody(_Body):
         return self
 
 
+class MonitorBody(_Body):
+    extension: str = Field(
+        min_length=1, max_length=32, description="the supervisor's extension, whose phone is rung"
+    )
+    mode: Literal["listen", "whisper", "barge"] = Field(
+        default="listen",
+        description="listen: hears both, heard by nobody; whisper: heard by the agent only; "
+        "barge: heard by everyone",
+    )
+
+
+class TargetBody(_Body):
+    extension: str | None = Field(
+        default=None, min_length=1, max_length=32, description="an extension's registered phone"
+    )
+    number: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        pattern=r"^\+?[0-9*#]+$",
+        description="an external number, via the trunk's outbound route",
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TargetBody:
+        if (self.extension is None) == (self.number is None):
+            raise ValueError("give exactly one target: extension or number")
+        return self
+
+    @property
+    def kind_target(self) -> tuple[str, str]:
+        if self.extension is not None:
+            return "extension", self.extension
+        assert self.number is not None
+        return "number", self.number
+
+
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -194,14 +231,21 @@ def _control(request: web.Request) -> CallControl:
     return request.app[CONTROL]
 
 
+def _seen_by(who: Principal, view: dict[str, Any]) -> dict[str, Any]:
+    """Monitoring is the supervisors' business: an agent is not told it is listened to."""
+    if who.supervises or view.get("monitor") is None:
+        return view
+    return {**view, "monitor": None}
+
+
 async def list_calls(request: web.Request, who: Principal) -> Any:
-    return [v for v in _control(request).calls() if _owns_call(request, who, v)]
+    return [_seen_by(who, v) for v in _control(request).calls() if _owns_call(request, who, v)]
 
 
 async def get_call(request: web.Request, who: Principal) -> Any:
     view = _control(request).call(request.match_info["contact_id"])
     _require_call(request, who, view)
-    return view
+    return _seen_by(who, view)
 
 
 async def hangup_call(request: web.Request, who: Principal) -> Any:
@@ -239,6 +283,53 @@ async def transfer_call(request: web.Request, who: Principal) -> Any:
             {"target": target},
         )
     return control.transfer_to_queue(view["contact_id"], body.queue)
+
+
+# -- supervision, conference and consult transfer ---------------------------------------------
+
+
+async def _own_call_id(request: web.Request, who: Principal) -> str:
+    view = _control(request).call(request.match_info["contact_id"])
+    _require_call(request, who, view)
+    return str(view["contact_id"])
+
+
+async def monitor_call(request: web.Request, who: Principal) -> Any:
+    body = await read_body(request, MonitorBody)
+    contact_id = await _own_call_id(request, who)
+    return _control(request).monitor(contact_id, body.extension, body.mode, who.name)
+
+
+async def stop_monitor(request: web.Request, who: Principal) -> Any:
+    return _control(request).monitor_stop(await _own_call_id(request, who))
+
+
+async def conference_call(request: web.Request, who: Principal) -> Any:
+    body = await read_body(request, TargetBody)
+    contact_id = await _own_call_id(request, who)
+    kind, target = body.kind_target
+    return _seen_by(who, _control(request).conference(contact_id, kind, target, who.name))
+
+
+async def drop_conference(request: web.Request, who: Principal) -> Any:
+    return _seen_by(who, _control(request).conference_drop(await _own_call_id(request, who)))
+
+
+async def consult_call(request: web.Request, who: Principal) -> Any:
+    body = await read_body(request, TargetBody)
+    contact_id = await _own_call_id(request, who)
+    kind, target = body.kind_target
+    return _seen_by(who, _control(request).consult(contact_id, kind, target, who.name))
+
+
+async def complete_consult(request: web.Request, who: Principal) -> Any:
+    await read_body(request, NoBody)
+    return _seen_by(who, _control(request).consult_complete(await _own_call_id(request, who)))
+
+
+async def cancel_consult(request: web.Request, who: Principal) -> Any:
+    await read_body(request, NoBody)
+    return _seen_by(who, _control(request).consult_cancel(await _own_call_id(request, who)))
 
 
 async def _contact_allowed(request: web.Request, who: Principal, contact_id: str) -> bool:
@@ -390,6 +481,68 @@ ROUTES: tuple[Route, ...] = (
         "Blind transfer to a queue (other targets: 501)",
         "calls",
         body=TransferBody,
+        self_only=True,
+    ),
+    # supervision, conference and consult transfer
+    Route(
+        "POST",
+        "/api/calls/{contact_id}/monitor",
+        monitor_call,
+        "Ring a supervisor's phone into the call to listen, whisper or barge (or change mode)",
+        "calls",
+        role="supervisor",
+        body=MonitorBody,
+    ),
+    Route(
+        "DELETE",
+        "/api/calls/{contact_id}/monitor",
+        stop_monitor,
+        "Hang up the supervisor's leg; the call goes back to two parties",
+        "calls",
+        role="supervisor",
+    ),
+    Route(
+        "POST",
+        "/api/calls/{contact_id}/conference",
+        conference_call,
+        "Add a third party (extension or number); all three hear each other",
+        "calls",
+        body=TargetBody,
+        self_only=True,
+    ),
+    Route(
+        "DELETE",
+        "/api/calls/{contact_id}/conference",
+        drop_conference,
+        "Hang up the third party of a conference",
+        "calls",
+        self_only=True,
+    ),
+    Route(
+        "POST",
+        "/api/calls/{contact_id}/consult",
+        consult_call,
+        "Consult transfer: hold the caller (music) and ring the target for the agent",
+        "calls",
+        body=TargetBody,
+        self_only=True,
+    ),
+    Route(
+        "POST",
+        "/api/calls/{contact_id}/consult/complete",
+        complete_consult,
+        "Complete a consult transfer: caller to target, the agent leaves",
+        "calls",
+        body=NoBody,
+        self_only=True,
+    ),
+    Route(
+        "POST",
+        "/api/calls/{contact_id}/consult/cancel",
+        cancel_consult,
+        "Cancel a consult transfer: the target is hung up, the agent has the caller back",
+        "calls",
+        body=NoBody,
         self_only=True,
     ),
     Route(

@@ -72,6 +72,8 @@ class EventFilter:
     def allows(self, event: Event) -> bool:
         if self.principal.supervises:
             return True
+        if event.type.startswith("call.monitor_"):
+            return False  # an agent is not told it is listened to
         me = self.principal.agent
         if me is None:
             return False

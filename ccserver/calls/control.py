@@ -14,6 +14,7 @@ from typing import Any
 from acd.router import AcdError
 from ccserver.calls.model import Call
 from ccserver.calls.service import CallService
+from ccserver.calls.sidelegs import FeatureRefused, has_side_legs
 
 
 class ControlError(Exception):
@@ -102,6 +103,7 @@ class CallControl:
             "attributes": dict(call.attributes),
             "ivr_node": flow.node_name if flow is not None else None,
             "codec": call.caller.endpoint.codec,
+            **self.service.side_view(call),
         }
 
     def calls(self) -> list[dict[str, Any]]:
@@ -198,6 +200,7 @@ class CallControl:
         leg = call.agent_leg
         if call.state != "bridged" or leg is None:
             raise ControlError(409, "not-connected", "only a connected call can be held")
+        self._refuse_side_legs(call)
         if not call.held_by_control:
             call.held_by_control = True
             call.caller.endpoint.unbridge()
@@ -240,6 +243,7 @@ class CallControl:
         leg = call.agent_leg
         if call.state != "bridged" or leg is None:
             raise ControlError(409, "not-connected", "only a connected call can be transferred")
+        self._refuse_side_legs(call)
         call.caller.endpoint.unbridge()
         leg.endpoint.unbridge()
         svc._send_bye(leg)
@@ -270,3 +274,42 @@ class CallControl:
         else:
             self.service.recorder.event(contact_id, "disposition", fields)
         return {"contact_id": contact_id, **fields}
+
+    # -- supervision, conference and consult transfer (ccserver.calls.monitor, ...) ----
+    @staticmethod
+    def _refuse_side_legs(call: Call) -> None:
+        if has_side_legs(call):
+            raise ControlError(409, "side-legs-active",
+                               "end the monitoring, conference or consult transfer first",
+                               {"contact_id": call.contact_id})  # fmt: skip
+
+    def _feature(self, op: Any, contact_id: str, *args: str) -> dict[str, Any]:
+        try:
+            call = op(contact_id, *args)
+        except FeatureRefused as exc:
+            raise ControlError(exc.status, exc.error_id, str(exc), exc.details) from None
+        return self.call_view(call)
+
+    def monitor(self, contact_id: str, extension: str, mode: str, by: str) -> dict[str, Any]:
+        """Ring a supervisor's phone into the call (listen, whisper, barge), or change mode."""
+        return self._feature(self.service.monitor, contact_id, extension, mode, by)
+
+    def monitor_stop(self, contact_id: str) -> dict[str, Any]:
+        return self._feature(self.service.monitor_stop, contact_id)
+
+    def conference(self, contact_id: str, kind: str, target: str, by: str) -> dict[str, Any]:
+        """Add a third party (kind "extension" or "number") to a connected call."""
+        return self._feature(self.service.conference, contact_id, kind, target, by)
+
+    def conference_drop(self, contact_id: str) -> dict[str, Any]:
+        return self._feature(self.service.conference_drop, contact_id)
+
+    def consult(self, contact_id: str, kind: str, target: str, by: str) -> dict[str, Any]:
+        """Hold the caller and ring the target for the agent (attended transfer)."""
+        return self._feature(self.service.consult, contact_id, kind, target, by)
+
+    def consult_complete(self, contact_id: str) -> dict[str, Any]:
+        return self._feature(self.service.consult_complete, contact_id)
+
+    def consult_cancel(self, contact_id: str) -> dict[str, Any]:
+        return self._feature(self.service.consult_cancel, contact_id)

@@ -67,6 +67,7 @@ class Call:
     answered: bool = False
     holds: int = 0
     hold_seconds: float = 0.0
+    side: Any = None  # supervisor, conference and consult legs (calls.sidelegs.SideState)
 
 
 def utcnow() -> datetime:

@@ -18,10 +18,14 @@ import ipaddress
 import logging
 
 from ccserver.calls.callback import QueueCallback
+from ccserver.calls.conference import Conferencing
+from ccserver.calls.consult import ConsultTransfer
 from ccserver.calls.flows import FlowSteps
 from ccserver.calls.leg import Address, CallLog, Leg
 from ccserver.calls.model import ALLOW, SERVER, Call, CallSettings
+from ccserver.calls.monitor import Supervision
 from ccserver.calls.routing import QueueRouting
+from ccserver.calls.sidelegs import has_side_legs
 from ccserver.calls.voicemail import QueueVoicemail
 from ccserver.media.g711 import decoder_for
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
@@ -35,7 +39,15 @@ __all__ = ["Call", "CallService", "CallSettings"]
 log = logging.getLogger(__name__)
 
 
-class CallService(QueueVoicemail, QueueCallback, FlowSteps, QueueRouting):
+class CallService(
+    Supervision,
+    Conferencing,
+    ConsultTransfer,
+    QueueVoicemail,
+    QueueCallback,
+    FlowSteps,
+    QueueRouting,
+):
     """SIP request handler of the node (see `ccserver.sip_endpoint.RequestHandler`)."""
 
     def on_request(self, request: Request, addr: Address, tx: ServerTransaction) -> None:
@@ -352,7 +364,9 @@ class CallService(QueueVoicemail, QueueCallback, FlowSteps, QueueRouting):
             leg.hold_started = now
             call.holds += 1
             self._note(call, "hold", {"by": "caller" if leg is call.caller else "agent"})
-            if other is not None and call.state == "bridged":
+            # With side legs the mix (or consult) owns the media; a holding phone
+            # is simply sent nothing (RFC 3264 §8.4).
+            if other is not None and call.state == "bridged" and not has_side_legs(call):
                 leg.endpoint.unbridge()
                 self.clock.play(other.endpoint, [self.moh], loop=True)
         else:
@@ -360,7 +374,7 @@ class CallService(QueueVoicemail, QueueCallback, FlowSteps, QueueRouting):
                 call.hold_seconds += now - leg.hold_started
                 leg.hold_started = None
             self._note(call, "resume", {"by": "caller" if leg is call.caller else "agent"})
-            if other is not None and call.state == "bridged":
+            if other is not None and call.state == "bridged" and not has_side_legs(call):
                 self.clock.stop(other.endpoint)
                 leg.endpoint.bridge(other.endpoint)
         self.recorder.update(
@@ -373,6 +387,8 @@ class CallService(QueueVoicemail, QueueCallback, FlowSteps, QueueRouting):
         """One side is gone: take down the other and close the contact."""
         if leg.state == "terminated" and not send_bye:
             return
+        if self._side_hangup(call, leg, send_bye):
+            return  # a supervisor, conference party or consult target: the call goes on
         if send_bye:
             self._send_bye(leg)
         leg.state = "terminated"
@@ -426,6 +442,7 @@ class CallService(QueueVoicemail, QueueCallback, FlowSteps, QueueRouting):
         agent_leg = call.agent_leg
         # Phones still ringing for the caller (agents, or a transfer target) stop.
         self._stop_ringing(call, "caller-gone")
+        self._end_side_legs(call)
         if previous in ("queued", "ringing"):
             departure = self.router.abandon(call.contact_id, now)
             self._record_agent_changes()

@@ -23,7 +23,7 @@ from ccserver.config import Config, load_config, shipped_config_dir
 
 REPO = Path(__file__).resolve().parents[2]
 CCSERVER = Path(sys.executable).with_name("ccserver")
-SHIPPED_SUMMARY = "config OK: 10 extensions, 2 queues, 1 flows, 2 DIDs"
+SHIPPED_SUMMARY = "config OK: 11 extensions, 2 queues, 1 flows, 2 DIDs"
 
 
 @dataclass

@@ -95,13 +95,15 @@ def test_shipped_config_loads_without_warnings() -> None:
     assert config.source_dir == REPO / "config"
 
 
-def test_shipped_extensions_are_ten_agents() -> None:
+def test_shipped_extensions_are_ten_agents_and_a_supervisor_phone() -> None:
     config = load_config()
-    assert list(config.extensions) == [str(n) for n in range(1001, 1011)]
+    agents = [str(n) for n in range(1001, 1011)]
+    assert list(config.extensions) == [*agents, "1900"]
     assert config.extensions["1001"].name == "Alice"
     assert config.extensions["1001"].password == "agent1001pw"
-    assert all(ext.agent for ext in config.extensions.values())
-    assert config.agents() == config.extensions
+    assert list(config.agents()) == agents
+    assert all(config.extensions[n].agent for n in agents)
+    assert not config.extensions["1900"].agent  # rung for monitoring, never offered calls
 
 
 def test_shipped_routing() -> None:
