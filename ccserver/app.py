@@ -33,7 +33,8 @@ from ccserver.storage.recorder import ContactRecorder
 from cti.ami.server import AmiServer, install_reactor, start_ami
 from cti.api import ApiSettings, DatabaseContacts, setup_api
 from cti.auth import Authenticator
-from cti.customers import CustomerDirectory, DatabaseCustomerProvider
+from cti.crm_http import provider_from_config
+from cti.customers import CustomerDirectory
 from cti.errors import error_middleware
 from cti.webhooks import WebhookDispatcher
 from ivr.nodes import prompt_texts
@@ -128,10 +129,12 @@ class Node:
         # so they never queue behind the contact writer's transactions.
         self.read_engine = make_engine(cfg.database_url)
         self.customers = CustomerDirectory(
-            DatabaseCustomerProvider(self.read_engine),
+            provider_from_config(cfg.cti, self.read_engine),
             default_country_code=cfg.cti.default_country_code,
             contact_store=self.read_engine,
             timeout=cfg.cti.lookup_timeout,
+            ttl=cfg.cti.cache_ttl,
+            negative_ttl=cfg.cti.negative_cache_ttl,
         )
 
         moh_path = cfg.resolve_moh(cfg.media.moh)
