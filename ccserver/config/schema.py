@@ -616,7 +616,7 @@ class ApiConfig(_Model):
     pop_history: int = Field(default=5, ge=0, le=50)
     """How many earlier contacts of the caller the screen pop lists."""
     pop_timeout: float = Field(default=0.2, gt=0, le=5)
-    """The longest the screen pop waits for the contact history before going out without it."""
+    """The longest the contact history may follow a screen pop sent before it was read."""
     ws_heartbeat: float = Field(default=30.0, ge=1, le=3600)
     """Seconds between WebSocket pings; a peer that misses the pong is disconnected."""
 
