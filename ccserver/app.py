@@ -43,6 +43,10 @@ from ivr.tts import PromptRenderer, load_wav_8k, tone
 
 log = logging.getLogger("ccserver")
 
+READERS = 20
+"""SQLite connections for lookups and pop history (see ``make_engine``): at 100 calls/s
+a smaller pool made lookups queue for a connection until they timed out."""
+
 
 def hold_music() -> np.ndarray:
     """A gentle built-in hold tune (so a fresh install needs no audio files)."""
@@ -127,7 +131,7 @@ class Node:
         await self._recover_and_seed()
         # Lookups and screen-pop history read through their own connections,
         # so they never queue behind the contact writer's transactions.
-        self.read_engine = make_engine(cfg.database_url)
+        self.read_engine = make_engine(cfg.database_url, sqlite_readers=READERS)
         self.customers = CustomerDirectory(
             provider_from_config(cfg.cti, self.read_engine),
             default_country_code=cfg.cti.default_country_code,
