@@ -234,6 +234,12 @@ class DatabaseCustomerProvider:
         self._engine = engine
 
     async def by_number(self, e164: str) -> Customer | None:
+        # Most callers of a busy line are nobody's number: say so with one plain
+        # query before the ORM builds a session and loads a customer's details.
+        known = select(CustomerPhoneRow.customer_id).where(CustomerPhoneRow.number == e164)
+        async with self._engine.connect() as conn:
+            if (await conn.execute(known.limit(1))).first() is None:
+                return None
         query = (
             select(CustomerRow)
             .join(CustomerPhoneRow)
