@@ -190,7 +190,8 @@ async def test_screen_pop_disposition_and_access_rules(server: ServerProcess, pe
         assert contact["outcome"] == "answered" and contact["disconnect_reason"] == "agent"
         assert contact["customer_id"] == "C0009"
         assert contact["holds"] == 1
-        assert 0 < contact["hold_seconds"] <= held_for, (contact["hold_seconds"], held_for)
+        # The server's clock is the loop's, in whole milliseconds, read once per loop pass.
+        assert 0 < contact["hold_seconds"] <= held_for + 0.02, (contact["hold_seconds"], held_for)
         timeline = contact["timeline"]
         assert [e["seq"] for e in timeline] == sorted(e["seq"] for e in timeline)
         assert [e["at"] for e in timeline] == sorted(e["at"] for e in timeline)
