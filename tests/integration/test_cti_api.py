@@ -5,10 +5,11 @@ agent token of the demo config; a carrier call from the demo VIP's number
 reaches the general queue on DID 5001. The agent's socket gets the screen pop
 naming the customer while the phone rings (before ``call.answered``), the
 agent sets a disposition during the call, holds the caller and takes them
-back, then blind-transfers them to the cards queue, where a second SIPp agent
-(1006) answers and later hangs up. The stored contact shows all of it: the
-disposition, one hold and its seconds, the transfer, and a timeline in the
-order it happened.
+back, holds them again and blind-transfers them, on hold, to the cards queue,
+where a second SIPp agent (1006) answers and later hangs up. The stored
+contact shows all of it: the disposition, two holds and their seconds (the
+transfer ends the second), the transfer, and a timeline in the order it
+happened.
 """
 
 from __future__ import annotations
@@ -164,12 +165,17 @@ async def test_screen_pop_disposition_and_access_rules(server: ServerProcess, pe
             assert r.status == 409 and (await r.json())["error_id"] == "not-held"
         await events_until(ws, "call.resume", 5)
 
-        # Blind transfer to the cards queue: 1001 is released, 1006 rings and answers.
+        # On hold again, then a blind transfer to the cards queue: the transfer ends
+        # the hold; 1001 is released, 1006 rings and answers.
+        second_hold_at = time.monotonic()
+        async with http.post(f"{call_url}/hold", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 200, await r.text()
         async with http.post(
             f"{call_url}/transfer", headers=bearer(AGENT_1001), json={"queue": "cards"}
         ) as r:
             assert r.status == 200, await r.text()
             assert (await r.json())["queue"] == "cards"
+        held_for += time.monotonic() - second_hold_at
         await agent.wait(timeout=10)  # 1001's phone got its BYE
         after = await events_until(ws, "call.ended", 20)
         answered = [e for e in after if e["type"] == "call.answered"]
@@ -189,7 +195,7 @@ async def test_screen_pop_disposition_and_access_rules(server: ServerProcess, pe
         assert contact["agent"] == "1006" and contact["queue"] == "cards"
         assert contact["outcome"] == "answered" and contact["disconnect_reason"] == "agent"
         assert contact["customer_id"] == "C0009"
-        assert contact["holds"] == 1
+        assert contact["holds"] == 2
         # The server's clock is the loop's, in whole milliseconds, read once per loop pass.
         assert 0 < contact["hold_seconds"] <= held_for + 0.02, (contact["hold_seconds"], held_for)
         timeline = contact["timeline"]
@@ -204,7 +210,8 @@ async def test_screen_pop_disposition_and_access_rules(server: ServerProcess, pe
         ]
         assert steps == [
             ("queued", "general"), ("offered", "1001"), ("answered", "1001"),
-            ("disposition", None), ("hold", None), ("resume", None), ("transferred", None),
+            ("disposition", None), ("hold", None), ("resume", None), ("hold", None),
+            ("transferred", None),
             ("queued", "cards"), ("offered", "1006"), ("answered", "1006"), ("ended", None),
         ], steps  # fmt: skip
         transferred = next(e for e in timeline if e["type"] == "transferred")
