@@ -7,7 +7,8 @@ first request 500 and the rest 200; it checks every request as a receiver
 would (HMAC-SHA256 over ``timestamp.body`` with the shared secret, recomputed
 here, and a timestamp close to now), and the test checks that the contact's
 and the agent's events arrived, signed, in order, with the failed one retried
-under the same delivery id.
+under the same delivery id. A second endpoint never answers: the call and the
+first endpoint's deliveries go on regardless.
 """
 
 from __future__ import annotations
@@ -87,12 +88,15 @@ class Receiver:
             await self.changed.wait_for(lambda: done(self.got))
 
 
-def webhook_to(url: str) -> Callable[[Path], None]:
+def webhook_to(url: str, stuck_url: str) -> Callable[[Path], None]:
     def edit(cfg: Path) -> None:
         with (cfg / "ccserver.toml").open("a") as out:
             out.write(
                 f'\n[webhooks.receiver]\nurl = "{url}"\nsecret = "{SECRET}"\n'
                 'events = ["call.", "agent."]\ntimeout = 2\nmax_attempts = 4\n'
+                # An endpoint that never answers: it must delay neither the
+                # calls nor the other endpoint.
+                f'\n[webhooks.stuck]\nurl = "{stuck_url}"\ntimeout = 60\n'
             )
 
     return edit
@@ -102,12 +106,23 @@ async def test_contact_and_agent_events_arrive_signed_and_a_failure_is_retried(
     start_server: Callable[..., Any], peers: Peers
 ) -> None:
     receiver = Receiver()
+    release = asyncio.Event()
+    stuck: list[str] = []
+
+    async def never_answers(request: web.Request) -> web.Response:
+        stuck.append(request.headers.get("X-Ccserver-Event", ""))
+        await release.wait()
+        return web.Response(status=200)
+
     app = web.Application()
     app.router.add_post("/ccserver-events", receiver.handle)
+    app.router.add_post("/stuck", never_answers)
     http = HttpPeer(app)
     await http.start()
     try:
-        server: ServerProcess = await start_server(edit=webhook_to(http.url("/ccserver-events")))
+        server: ServerProcess = await start_server(
+            edit=webhook_to(http.url("/ccserver-events"), http.url("/stuck"))
+        )
         target = f"127.0.0.1:{server.sip_port}"
         agent = await peers.agent(target, extension="1001", password="agent1001pw", ring_ms=300)
         caller = await peers.caller(
@@ -124,8 +139,12 @@ async def test_contact_and_agent_events_arrive_signed_and_a_failure_is_retried(
             print(server.log_tail(80))
             raise
     finally:
+        release.set()
         await http.stop()
 
+    # The stuck endpoint got its first event and nothing since, while the call
+    # went through and the other endpoint got everything.
+    assert len(stuck) == 1, stuck
     got = receiver.got
     assert all(d.signed_correctly() for d in got), [d.event for d in got]
     assert all(d.json["type"] == d.event for d in got)
