@@ -283,7 +283,7 @@ class PopService:
         except TimeoutError:
             state = "unavailable"
             log.warning(
-                "[%s] contact history slower than %.0f ms after the pop: not sent",
+                "[%s] contact history slower than %.0f ms after the pop: sent as unavailable",
                 contact_id[:8],
                 self.history_timeout * 1000,
             )
