@@ -437,6 +437,39 @@ async def test_history_read_since_the_arrival_goes_out_with_the_pop(env: Env) ->
     await agent_ws.close()
 
 
+async def test_history_too_slow_for_its_pop_is_reported_unavailable() -> None:
+    gate = asyncio.Event()
+
+    async def stuck(who: Any, limit: int) -> list[RecentContact]:
+        await gate.wait()
+        return HISTORY
+
+    control, bus = FakeControl(), EventBus()
+    app = build_app(
+        control=control,
+        bus=bus,
+        auth=Authenticator.from_tokens(TOKENS),
+        contacts=FakeContacts(),
+        settings=ApiSettings(ws_heartbeat=30, pop_history=3, pop_timeout=0.05),
+        history=stuck,
+    )
+    async with TestClient(TestServer(app)) as client:
+        ws = await client.ws_connect(f"/api/events?token={AGENT}&types=screen.")
+        assert (await next_json(ws))["type"] == "stream.ready"
+        control.live["c5"] = view("c5", None, ringing=["1001"])
+        bus.emit("call.arrived", contact_id="c5", data={"caller": "0600000009"})
+        bus.emit("call.offered", contact_id="c5", agent="1001", queue="general")
+        pop = await next_json(ws)
+        assert pop["type"] == "screen.pop" and pop["data"]["history"] == "pending"
+        follow = await next_json(ws)
+        assert follow["type"] == "screen.history"
+        assert follow["data"] == {
+            "agent": "1001", "contact_id": "c5", "history": "unavailable", "recent_contacts": [],
+        }  # fmt: skip
+        gate.set()
+        await ws.close()
+
+
 async def test_closing_the_socket_ends_its_subscription(env: Env) -> None:
     client, _, bus = env
     before = len(bus._subs)
