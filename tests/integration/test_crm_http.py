@@ -154,7 +154,8 @@ async def test_the_crm_names_the_caller_and_a_hanging_crm_holds_nothing_up(
 
     assert [n for n, _, _ in crm.requests] == [KNOWN_E164, HANGS_E164]
     asked_at = crm.requests[1][2]
-    known, unknown = sorted(server.contacts(), key=lambda c: c.arrived_at)
+    closed = await server.wait_contact_closed(2, timeout=10)
+    known, unknown = sorted(closed, key=lambda c: c.arrived_at)
     assert known.customer_id == "CRM-4711" and known.caller_name == "Margaret Okafor"
     assert unknown.customer_id is None and unknown.outcome == "answered"
     # The contact opens once the lookup gave up: within its bound of the CRM request.

@@ -159,7 +159,7 @@ async def test_contact_and_agent_events_arrive_signed_and_a_failure_is_retried(
     ats = [d.json["at"] for d in delivered]
     assert ats == sorted(ats)
 
-    (contact,) = server.contacts()
+    (contact,) = await server.wait_contact_closed(1, timeout=10)
     mine = [d.json for d in delivered if d.json["contact_id"] == contact.id]
     kinds = [e["type"] for e in mine]
     for kind in ("call.arrived", "call.queued", "call.offered", "call.answered", "call.ended"):
