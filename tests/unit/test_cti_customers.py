@@ -329,8 +329,9 @@ async def test_history_without_a_contact_store_is_empty(bank: AsyncEngine) -> No
 
 
 async def test_a_reader_engine_sees_each_new_commit(db_path: Path) -> None:
-    """The lookups' engine reads without BEGIN or a rollback on return: a pooled
-    connection must not keep an old snapshot and miss what the writer commits."""
+    """The lookups' engine (``sqlite_readers``: no BEGIN, no reset on return) finds
+    customers and history, and its pooled connection sees what the writer commits
+    after its first reads."""
     writer = make_engine(f"sqlite+aiosqlite:///{db_path}")
     reader = make_engine(f"sqlite+aiosqlite:///{db_path}", sqlite_readers=1)
     try:
