@@ -9,9 +9,11 @@ UAC. Each caller hangs up a moment after its answer.
 
 For every contact it pairs `call.offered` with `screen.pop` and reports two
 delays: from one event's `at` to the other's (the server's clock) and between
-their arrivals on the socket (this process's clock). Prints p50/p99/max, the
-counts, and the call rate actually achieved; the target is p99 < 50 ms at
-100 calls/s.
+their arrivals on the socket (this process's clock). It also reports when the
+caller's history reached the screen (with the pop, or in the `screen.history`
+that follows a pop sent while it was still being read) and how many pops
+carried it. Prints p50/p99/max, the counts, and the call rate actually
+achieved; the target is p99 < 50 ms at 100 calls/s.
 
     .venv/bin/python bench/offer_to_pop.py [--rate 100] [--seconds 10] [--agents 50]
 """
@@ -176,6 +178,10 @@ class Stream:
     def __init__(self) -> None:
         self.offered: dict[str, tuple[float, float]] = {}
         self.popped: dict[str, tuple[float, float]] = {}
+        self.history_state: dict[str, str] = {}
+        """How each first pop carried the history: complete, pending, unavailable."""
+        self.history: dict[str, tuple[float, float]] = {}
+        """When the history reached the socket: with the pop, or in its ``screen.history``."""
         self.dropped = 0
         self.ready = asyncio.Event()
 
@@ -196,7 +202,15 @@ class Stream:
             elif kind == "call.offered":
                 self.offered.setdefault(event["contact_id"], (event["at"], arrived))
             elif kind == "screen.pop":
-                self.popped.setdefault(event["contact_id"], (event["at"], arrived))
+                cid = event["contact_id"]
+                if cid not in self.popped:
+                    self.popped[cid] = (event["at"], arrived)
+                    state = event["data"].get("history", "complete")
+                    self.history_state[cid] = state
+                    if state == "complete":
+                        self.history[cid] = (event["at"], arrived)
+            elif kind == "screen.history":
+                self.history.setdefault(event["contact_id"], (event["at"], arrived))
 
 
 def stats(values: list[float]) -> dict[str, float | None]:
@@ -255,7 +269,7 @@ async def main_async(args: argparse.Namespace) -> int:
             lambda: Agents(sip, numbers), local_addr=(LOOPBACK, 0)
         )
         uac = await Uac.open(sip)
-        url = f"http://{LOOPBACK}:{server.http_port}/api/events?token={SUPERVISOR_TOKEN}&types=call.offered,screen.pop"
+        url = f"http://{LOOPBACK}:{server.http_port}/api/events?token={SUPERVISOR_TOKEN}&types=call.offered,screen."
         try:
             async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
                 reader = asyncio.create_task(stream.read(ws))
@@ -283,6 +297,13 @@ async def main_async(args: argparse.Namespace) -> int:
     pairs = [(stream.offered[c], stream.popped[c]) for c in stream.offered if c in stream.popped]
     by_at = [(p[0] - o[0]) * 1000 for o, p in pairs]
     by_arrival = [(p[1] - o[1]) * 1000 for o, p in pairs]
+    with_history = [
+        (stream.offered[c], stream.history[c]) for c in stream.offered if c in stream.history
+    ]
+    to_history = [(h[0] - o[0]) * 1000 for o, h in with_history]
+    states: dict[str, int] = {}
+    for state in stream.history_state.values():
+        states[state] = states.get(state, 0) + 1
     offered = len(stream.offered) - offered_before
     result = {
         "bench": "offer_to_pop",
@@ -297,13 +318,16 @@ async def main_async(args: argparse.Namespace) -> int:
         "stream_dropped": stream.dropped,
         "offer_to_pop_at_ms": stats(by_at),
         "offer_to_pop_arrival_ms": stats(by_arrival),
+        "pop_history": states,
+        "offer_to_history_at_ms": stats(to_history),
         "target_p99_ms": TARGET_MS,
     }
     p99 = result["offer_to_pop_at_ms"]["p99"]  # type: ignore[index]
     result["met"] = p99 is not None and p99 < TARGET_MS and achieved >= args.rate * 0.95
     print(
         f"calls/s asked {args.rate:g}, achieved {achieved:.1f}; {total} calls, "
-        f"{offered} offered, {len(pairs)} pops, {stream.dropped} events dropped"
+        f"{offered} offered, {len(pairs)} pops, {stream.dropped} events dropped; "
+        f"history with the pop: {states}"
     )
     print(
         f"{'offer -> pop (ms)':<34} {'p50':>8} {'p99':>8} {'max':>8}   target p99 < {TARGET_MS:.0f}"
@@ -311,6 +335,7 @@ async def main_async(args: argparse.Namespace) -> int:
     for label, key in (
         ("by the events' `at`", "offer_to_pop_at_ms"),
         ("by arrival on the socket", "offer_to_pop_arrival_ms"),
+        ("offer -> history, by `at`", "offer_to_history_at_ms"),
     ):
         s = result[key]
         assert isinstance(s, dict)

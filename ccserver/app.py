@@ -34,7 +34,8 @@ from ccserver.storage.recorder import ContactRecorder
 from cti.ami.server import AmiServer, install_reactor, start_ami
 from cti.api import ApiSettings, DatabaseContacts, setup_api
 from cti.auth import Authenticator, TokenBackend
-from cti.customers import CustomerDirectory, DatabaseCustomerProvider
+from cti.crm_http import provider_from_config
+from cti.customers import CustomerDirectory
 from cti.errors import error_middleware
 from cti.webhooks import WebhookDispatcher
 from ivr.nodes import prompt_texts
@@ -42,6 +43,10 @@ from ivr.speech import SpeechModel, SpeechService, default_test_model_path
 from ivr.tts import PromptRenderer, load_wav_8k, tone
 
 log = logging.getLogger("ccserver")
+
+READERS = 20
+"""SQLite connections for lookups and pop history (see ``make_engine``): at 100 calls/s
+a smaller pool made lookups queue for a connection until they timed out."""
 
 
 def hold_music() -> np.ndarray:
@@ -127,12 +132,14 @@ class Node:
         await self._recover_and_seed()
         # Lookups and screen-pop history read through their own connections,
         # so they never queue behind the contact writer's transactions.
-        self.read_engine = make_engine(cfg.database_url)
+        self.read_engine = make_engine(cfg.database_url, sqlite_readers=READERS)
         self.customers = CustomerDirectory(
-            DatabaseCustomerProvider(self.read_engine),
+            provider_from_config(cfg.cti, self.read_engine),
             default_country_code=cfg.cti.default_country_code,
             contact_store=self.read_engine,
             timeout=cfg.cti.lookup_timeout,
+            ttl=cfg.cti.cache_ttl,
+            negative_ttl=cfg.cti.negative_cache_ttl,
         )
 
         moh_path = cfg.resolve_moh(cfg.media.moh)

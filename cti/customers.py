@@ -1,7 +1,7 @@
 """Who is calling: customer lookup for screen pops, bounded in time so no call waits on it.
 
 A :class:`CustomerDirectory` answers ``lookup_by_number`` and ``lookup_by_account``
-from a :class:`CustomerProvider` (our database today, a CRM over HTTP later),
+from a :class:`CustomerProvider` (our database, or a CRM over HTTP: cti/crm_http.py),
 with three guarantees for the call path:
 
 - **Bounded**: a lookup returns within ``timeout``. A provider that is slower
@@ -47,6 +47,7 @@ __all__ = [
     "CustomerProvider",
     "DatabaseCustomerProvider",
     "DirectoryStats",
+    "FallbackProvider",
     "Phone",
     "RecentContact",
     "customer_from_row",
@@ -147,7 +148,7 @@ class RecentContact:
 
 @runtime_checkable
 class CustomerProvider(Protocol):
-    """Where customers come from: our database now, a CRM over HTTP later.
+    """Where customers come from: our database, a CRM over HTTP (cti/crm_http.py).
 
     Numbers arrive in E.164 and account numbers normalised, so a provider only
     compares strings. A provider may be slow or raise: the directory bounds the
@@ -161,6 +162,48 @@ class CustomerProvider(Protocol):
     async def by_number(self, e164: str) -> Customer | None: ...
 
     async def by_account(self, account_no: str) -> Customer | None: ...
+
+
+@runtime_checkable
+class _Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+class FallbackProvider:
+    """Ask ``primary`` (a CRM); when it cannot tell (it raised), ask ``secondary``.
+
+    "No such customer" from the primary is its answer and is not second-guessed.
+    """
+
+    def __init__(self, primary: CustomerProvider, secondary: CustomerProvider) -> None:
+        self.primary = primary
+        self.secondary = secondary
+        self.name = f"{primary.name}, else {secondary.name}"
+
+    async def by_number(self, e164: str) -> Customer | None:
+        try:
+            return await self.primary.by_number(e164)
+        except Exception as exc:
+            self._fell_back(f"number {e164}", exc)
+        return await self.secondary.by_number(e164)
+
+    async def by_account(self, account_no: str) -> Customer | None:
+        try:
+            return await self.primary.by_account(account_no)
+        except Exception as exc:
+            self._fell_back(f"account {account_no}", exc)
+        return await self.secondary.by_account(account_no)
+
+    async def close(self) -> None:
+        for provider in (self.primary, self.secondary):
+            if isinstance(provider, _Closable):
+                await provider.close()
+
+    def _fell_back(self, what: str, exc: Exception) -> None:
+        log.warning(
+            "customer lookup by %s: %s provider failed (%s: %s), asking %s",
+            what, self.primary.name, type(exc).__name__, exc, self.secondary.name,
+        )  # fmt: skip
 
 
 def customer_from_row(row: CustomerRow) -> Customer:
@@ -191,6 +234,12 @@ class DatabaseCustomerProvider:
         self._engine = engine
 
     async def by_number(self, e164: str) -> Customer | None:
+        # Most callers of a busy line are nobody's number: say so with one plain
+        # query before the ORM builds a session and loads a customer's details.
+        known = select(CustomerPhoneRow.customer_id).where(CustomerPhoneRow.number == e164)
+        async with self._engine.connect() as conn:
+            if (await conn.execute(known.limit(1))).first() is None:
+                return None
         query = (
             select(CustomerRow)
             .join(CustomerPhoneRow)
@@ -356,13 +405,16 @@ class CustomerDirectory:
             del self._cache[key]
 
     async def close(self) -> None:
-        """Cancel lookups still running in the background."""
+        """Cancel lookups still running in the background; close the provider (its HTTP
+        session) if it has something to close."""
         tasks = list(self._inflight.values())
         for task in tasks:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
         self._inflight.clear()
+        if isinstance(self.provider, _Closable):
+            await self.provider.close()
 
     # -- internals --
 

@@ -246,6 +246,13 @@ class CallControl:
         self._refuse_side_legs(call)
         call.caller.endpoint.unbridge()
         leg.endpoint.unbridge()
+        if call.hold_started is not None:  # transferred on hold: the hold ends here
+            call.hold_seconds += svc.now() - call.hold_started
+            call.hold_started = None
+            if leg.agent:
+                svc.router.retrieve(leg.agent, svc.now())
+            svc.recorder.update(call.contact_id, holds=call.holds,
+                                hold_seconds=round(call.hold_seconds, 3))  # fmt: skip
         svc._send_bye(leg)
         svc._release_leg(leg)
         if leg.agent:

@@ -14,7 +14,7 @@ import os
 import re
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -43,6 +43,7 @@ from ccserver.config.flows import (
 )
 
 __all__ = [
+    "CRM_FIELDS",
     "DEFAULT_REASON_CODES",
     "DEFAULT_TIERS",
     "DTMF_KEYS",
@@ -53,6 +54,8 @@ __all__ = [
     "AmiConfig",
     "AmiUser",
     "Config",
+    "CrmConfig",
+    "CtiConfig",
     "DatabaseConfig",
     "Did",
     "DidNumber",
@@ -509,6 +512,61 @@ class SpeechConfig(_Model):
     """Recogniser threads; default: one fewer than the CPUs."""
 
 
+CRM_FIELDS: Final = frozenset(
+    {"id", "name", "tier", "email", "segment", "language", "account_manager", "notes",
+     "phones", "accounts", "complaints"}
+)  # fmt: skip
+"""Customer fields a CRM answer can fill (docs/contacts.md, "A CRM over HTTP")."""
+
+
+class CrmConfig(_Model):
+    """``[cti.crm]``: a CRM asked over HTTP who is calling (``[cti] provider = "http"``)."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    """GET per lookup; ``{number}`` is replaced by the caller's E.164 number (URL-encoded)."""
+    account_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+")
+    """GET per account lookup (IVR ``lookup`` by account); ``{account}`` is replaced."""
+    token: str | None = Field(default=None, min_length=1)
+    """Sent as ``Authorization: Bearer <token>``."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """More request headers (an API key header, ``Accept``...)."""
+    timeout: float = Field(default=0.3, gt=0, le=10, strict=False)
+    """Seconds one request may take; then the caller is unknown (or looked up in the database)."""
+    fallback: Literal["none", "database"] = "none"
+    """When the CRM fails or is too slow: an unknown caller, or our own customers table."""
+    result: str | None = None
+    """Dotted path to the customer (or list of customers) in the answer, e.g. ``data.items``;
+    None: the answer itself."""
+    fields: dict[str, str] = Field(default_factory=dict)
+    """Our field -> dotted path in the CRM's customer object, for names that differ
+    (``name = "full_name"``, ``tier = "segment.level"``)."""
+
+    @field_validator("url")
+    @classmethod
+    def _number_placeholder(cls, value: str) -> str:
+        if "{number}" not in value:
+            raise ValueError("needs {number} where the caller's number goes")
+        return value
+
+    @field_validator("account_url")
+    @classmethod
+    def _account_placeholder(cls, value: str | None) -> str | None:
+        if value is not None and "{account}" not in value:
+            raise ValueError("needs {account} where the account number goes")
+        return value
+
+    @field_validator("fields")
+    @classmethod
+    def _known_fields(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - CRM_FIELDS)
+        if unknown:
+            raise ValueError(
+                f"unknown customer field(s) {', '.join(unknown)}; known: "
+                + ", ".join(sorted(CRM_FIELDS))
+            )
+        return value
+
+
 class CtiConfig(_Model):
     """``[cti]``: who is calling: customer lookup for screen pops and routing."""
 
@@ -519,6 +577,25 @@ class CtiConfig(_Model):
     the config directory; None loads nothing."""
     lookup_timeout: float = Field(default=0.5, gt=0, le=10)
     """A lookup slower than this counts as an unknown caller; calls never wait longer."""
+    provider: Literal["database", "http"] = "database"
+    """Where customers come from: our database, or a CRM over HTTP (``[cti.crm]``)."""
+    cache_ttl: float = Field(default=300.0, ge=0, le=86400, strict=False)
+    """Seconds a found customer is kept in the lookup cache (0: not cached)."""
+    negative_cache_ttl: float = Field(default=30.0, ge=0, le=86400, strict=False)
+    """Seconds an unknown number is remembered as unknown."""
+    crm: CrmConfig | None = None
+
+    @model_validator(mode="after")
+    def _crm_when_http(self) -> CtiConfig:
+        if self.provider == "http" and self.crm is None:
+            raise ValueError('provider = "http" needs a [cti.crm] table (its url at least)')
+        if self.crm is not None and self.crm.timeout > self.lookup_timeout:
+            raise ValueError(
+                f"crm.timeout ({self.crm.timeout:g} s) is longer than lookup_timeout "
+                f"({self.lookup_timeout:g} s): no call waits that long, so the CRM could "
+                "never answer in time"
+            )
+        return self
 
 
 class ApiToken(_Model):
@@ -546,7 +623,7 @@ class ApiConfig(_Model):
     pop_history: int = Field(default=5, ge=0, le=50)
     """How many earlier contacts of the caller the screen pop lists."""
     pop_timeout: float = Field(default=0.2, gt=0, le=5)
-    """The longest the screen pop waits for the contact history before going out without it."""
+    """The longest the contact history may follow a screen pop sent before it was read."""
     ws_heartbeat: float = Field(default=30.0, ge=1, le=3600)
     """Seconds between WebSocket pings; a peer that misses the pong is disconnected."""
 

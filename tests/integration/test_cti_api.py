@@ -4,13 +4,19 @@ A SIPp agent registers 1001; its software opens the event stream with the
 agent token of the demo config; a carrier call from the demo VIP's number
 reaches the general queue on DID 5001. The agent's socket gets the screen pop
 naming the customer while the phone rings (before ``call.answered``), the
-agent sets a disposition during the call, and the stored contact shows it.
+agent sets a disposition during the call, holds the caller and takes them
+back, holds them again and blind-transfers them, on hold, to the cards queue,
+where a second SIPp agent (1006) answers and later hangs up. The stored
+contact shows all of it: the disposition, two holds and their seconds (the
+transfer ends the second), the transfer, and a timeline in the order it
+happened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 import aiohttp
@@ -56,6 +62,12 @@ async def test_screen_pop_disposition_and_access_rules(server: ServerProcess, pe
     target = f"127.0.0.1:{server.sip_port}"
     agent = await peers.agent(target, extension="1001", password="agent1001pw", ring_ms=500)
     await server.wait_log(r"extension 1001 registered")
+    # The cards queue's agent, for the transfer; not a member of general.
+    cards_agent = await peers.agent(
+        target, extension="1006", password="agent1006pw", behaviour="answer_hangup",
+        ring_ms=300, talk_ms=1500,
+    )  # fmt: skip
+    await server.wait_log(r"extension 1006 registered")
 
     async with aiohttp.ClientSession() as http:
         # Authentication and the error shape.
@@ -89,7 +101,7 @@ async def test_screen_pop_disposition_and_access_rules(server: ServerProcess, pe
             service="5001",  # straight into the general queue
             digits="0",
             greet_ms=500,
-            talk_ms=2500,
+            wait_bye=True,  # the cards agent hangs up in the end
             caller_id=VIP_NUMBER,
             local_ip=TRUNK_IP,
             timeout=20,
@@ -134,18 +146,75 @@ async def test_screen_pop_disposition_and_access_rules(server: ServerProcess, pe
             assert r.status == 200, await r.text()
             assert (await r.json())["disposition"] == "resolved"
 
-        await events_until(ws, "call.ended", 15)
+        # Hold and resume from the agent's software.
+        call_url = f"{base}/api/calls/{contact_id}"
+        held_at = time.monotonic()
+        async with http.post(f"{call_url}/hold", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["on_hold"] is True
+        async with http.post(f"{call_url}/hold", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 200  # holding a held call changes nothing
+        async with http.get(call_url, headers=bearer(AGENT_1001)) as r:
+            assert (await r.json())["on_hold"] is True
+        await events_until(ws, "call.hold", 5)
+        async with http.post(f"{call_url}/resume", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["on_hold"] is False
+        held_for = time.monotonic() - held_at
+        async with http.post(f"{call_url}/resume", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 409 and (await r.json())["error_id"] == "not-held"
+        await events_until(ws, "call.resume", 5)
+
+        # On hold again, then a blind transfer to the cards queue: the transfer ends
+        # the hold; 1001 is released, 1006 rings and answers.
+        second_hold_at = time.monotonic()
+        async with http.post(f"{call_url}/hold", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 200, await r.text()
+        async with http.post(
+            f"{call_url}/transfer", headers=bearer(AGENT_1001), json={"queue": "cards"}
+        ) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["queue"] == "cards"
+        held_for += time.monotonic() - second_hold_at
+        await agent.wait(timeout=10)  # 1001's phone got its BYE
+        after = await events_until(ws, "call.ended", 20)
+        answered = [e for e in after if e["type"] == "call.answered"]
+        assert [e["agent"] for e in answered] == ["1006"], [e["type"] for e in after]
+        pops = [e for e in after if e["type"] == "screen.pop"]
+        assert [p["agent"] for p in pops] == ["1006"]
+        assert pops[0]["data"]["customer"]["name"] == "Eleanor Whitfield"
         await ws.close()
         assert (await caller.wait(timeout=15)).ok
-        await agent.wait(timeout=20)
+        await cards_agent.wait(timeout=15)
 
         await server.wait_contact_closed(1, timeout=10)
         async with http.get(f"{base}/api/contacts/{contact_id}", headers=bearer(AGENT_1001)) as r:
             assert r.status == 200, await r.text()
             contact = await r.json()
         assert contact["disposition"] == "resolved" and contact["notes"] == "wire released"
-        assert contact["agent"] == "1001" and contact["outcome"] == "answered"
-        steps = [e["type"] for e in contact["timeline"]]
-        assert "disposition" in steps and steps[-1] == "ended", steps
+        assert contact["agent"] == "1006" and contact["queue"] == "cards"
+        assert contact["outcome"] == "answered" and contact["disconnect_reason"] == "agent"
+        assert contact["customer_id"] == "C0009"
+        assert contact["holds"] == 2
+        # The server's clock is the loop's, in whole milliseconds, read once per loop pass.
+        assert 0 < contact["hold_seconds"] <= held_for + 0.02, (contact["hold_seconds"], held_for)
+        timeline = contact["timeline"]
+        assert [e["seq"] for e in timeline] == sorted(e["seq"] for e in timeline)
+        assert [e["at"] for e in timeline] == sorted(e["at"] for e in timeline)
+        key_steps = {"queued", "offered", "answered", "disposition", "hold", "resume",
+                     "transferred", "ended"}  # fmt: skip
+        steps = [
+            (e["type"], e["data"].get("agent") or e["data"].get("queue"))
+            for e in timeline
+            if e["type"] in key_steps
+        ]
+        assert steps == [
+            ("queued", "general"), ("offered", "1001"), ("answered", "1001"),
+            ("disposition", None), ("hold", None), ("resume", None), ("hold", None),
+            ("transferred", None),
+            ("queued", "cards"), ("offered", "1006"), ("answered", "1006"), ("ended", None),
+        ], steps  # fmt: skip
+        transferred = next(e for e in timeline if e["type"] == "transferred")
+        assert transferred["data"] == {"from_agent": "1001", "to_queue": "cards"}
         async with http.get(f"{base}/api/contacts/nope", headers=bearer(SUPERVISOR)) as r:
             assert r.status == 404 and (await r.json())["error_id"] == "contact-not-found"

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from ccserver.calls.control import CallControl, ControlError
 from ccserver.config.schema import ApiConfig, ApiToken
-from ccserver.events import EventBus
-from cti.api import ROUTES, ApiSettings, build_app
+from ccserver.events import Event, EventBus
+from cti.api import POP, ROUTES, ApiSettings, build_app
 from cti.auth import Authenticator
 from cti.customers import RecentContact
 from cti.openapi import openapi_document
@@ -396,9 +396,15 @@ async def test_agent_stream_is_filtered_and_gets_its_pop(env: Env) -> None:
     assert data["customer"]["open_complaints"][0]["opened_on"] == "2026-02-01"
     assert [s["step"] for s in data["ivr_path"]] == ["node", "digit", "queued"]
     assert data["ivr_path"][1]["digit"] == "0"
-    assert data["recent_contacts"][0]["disposition"] == "resolved"
-    assert data["recent_contacts"][0]["arrived_at"].startswith("2026-01-02")
     assert data["wait_seconds"] >= 0
+    # The offer came as the call arrived: the pop did not wait for the history,
+    # which follows in its own event.
+    assert data["history"] == "pending" and data["recent_contacts"] == []
+    follow = await next_json(agent_ws)
+    assert follow["type"] == "screen.history" and follow["agent"] == "1001"
+    assert follow["data"]["history"] == "complete"
+    assert follow["data"]["recent_contacts"][0]["disposition"] == "resolved"
+    assert follow["data"]["recent_contacts"][0]["arrived_at"].startswith("2026-01-02")
 
     # The supervisor saw every call event (no agent.* with its filter) and the pop.
     sup = [await next_json(sup_ws) for _ in range(6)]
@@ -410,6 +416,58 @@ async def test_agent_stream_is_filtered_and_gets_its_pop(env: Env) -> None:
     assert (await next_json(agent_ws))["type"] == "call.ended"
     await agent_ws.close()
     await sup_ws.close()
+
+
+async def test_history_read_since_the_arrival_goes_out_with_the_pop(env: Env) -> None:
+    client, control, bus = env
+    pops = client.server.app[POP]
+    agent_ws = await client.ws_connect(f"/api/events?token={AGENT}&types=screen.")
+    assert (await next_json(agent_ws))["type"] == "stream.ready"
+    control.live["c4"] = view("c4", None, ringing=["1001"])
+    # Handed to the service directly, so the test knows when it has seen it.
+    pops.handle(Event("call.arrived", {"caller": "0600000009"}, contact_id="c4"))
+    task = pops.tracks["c4"].history
+    assert task is not None
+    await asyncio.wait_for(task, 2)
+    bus.emit("call.offered", contact_id="c4", agent="1001", queue="general")
+    pop = await next_json(agent_ws)
+    assert pop["type"] == "screen.pop" and pop["data"]["history"] == "complete"
+    assert [c["contact_id"] for c in pop["data"]["recent_contacts"]] == ["old1"]
+    bus.emit("call.ended", contact_id="c4", queue="general")
+    await agent_ws.close()
+
+
+async def test_history_too_slow_for_its_pop_is_reported_unavailable() -> None:
+    gate = asyncio.Event()
+
+    async def stuck(who: Any, limit: int) -> list[RecentContact]:
+        await gate.wait()
+        return HISTORY
+
+    control, bus = FakeControl(), EventBus()
+    app = build_app(
+        control=control,
+        bus=bus,
+        auth=Authenticator.from_tokens(TOKENS),
+        contacts=FakeContacts(),
+        settings=ApiSettings(ws_heartbeat=30, pop_history=3, pop_timeout=0.05),
+        history=stuck,
+    )
+    async with TestClient(TestServer(app)) as client:
+        ws = await client.ws_connect(f"/api/events?token={AGENT}&types=screen.")
+        assert (await next_json(ws))["type"] == "stream.ready"
+        control.live["c5"] = view("c5", None, ringing=["1001"])
+        bus.emit("call.arrived", contact_id="c5", data={"caller": "0600000009"})
+        bus.emit("call.offered", contact_id="c5", agent="1001", queue="general")
+        pop = await next_json(ws)
+        assert pop["type"] == "screen.pop" and pop["data"]["history"] == "pending"
+        follow = await next_json(ws)
+        assert follow["type"] == "screen.history"
+        assert follow["data"] == {
+            "agent": "1001", "contact_id": "c5", "history": "unavailable", "recent_contacts": [],
+        }  # fmt: skip
+        gate.set()
+        await ws.close()
 
 
 async def test_closing_the_socket_ends_its_subscription(env: Env) -> None:

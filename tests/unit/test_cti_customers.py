@@ -9,12 +9,14 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccserver.config import shipped_config_dir
 from ccserver.storage import ContactRecorder, seed_customers, upgrade
+from ccserver.storage.database import make_engine
 from ccserver.storage.phone import national_variants, normalize_account, to_e164
 from cti import Customer, CustomerDirectory, CustomerProvider, DatabaseCustomerProvider
 from tests.integration.postgres_server import postgres_server  # noqa: F401 - fixture
@@ -324,3 +326,35 @@ async def test_history_without_a_contact_store_is_empty(bank: AsyncEngine) -> No
     directory = CustomerDirectory(DatabaseCustomerProvider(bank), default_country_code="33")
     assert await directory.recent_contacts(ELEANOR) == []
     await directory.close()
+
+
+async def test_a_reader_engine_sees_each_new_commit(db_path: Path) -> None:
+    """The lookups' engine (``sqlite_readers``: no BEGIN, no reset on return) finds
+    customers and history, and its pooled connection sees what the writer commits
+    after its first reads."""
+    writer = make_engine(f"sqlite+aiosqlite:///{db_path}")
+    reader = make_engine(f"sqlite+aiosqlite:///{db_path}", sqlite_readers=1)
+    try:
+        await upgrade(writer)
+        directory = CustomerDirectory(
+            DatabaseCustomerProvider(reader), default_country_code="33", contact_store=reader
+        )
+        assert await directory.recent_contacts("0611111111") == []
+        assert await directory.lookup_by_number("0600000009") is None
+        await seed_customers(
+            writer, shipped_config_dir() / "customers.csv", default_country_code="33"
+        )
+        recorder = ContactRecorder(writer, node="pbx1")
+        await recorder.start()
+        cid = recorder.open_contact(
+            caller_number="0611111111", dialed_number="5001", sip_call_id="r1"
+        )
+        await asyncio.wait_for(recorder.stop(), WAIT)
+        assert [c.contact_id for c in await directory.recent_contacts("0611111111")] == [cid]
+        directory.invalidate()
+        found = await directory.lookup_by_number("0600000009")
+        assert found is not None and found.name == "Eleanor Whitfield"
+        await directory.close()
+    finally:
+        await reader.dispose()
+        await writer.dispose()
