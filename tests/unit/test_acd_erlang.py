@@ -148,6 +148,7 @@ def test_a_higher_target_or_a_longer_handle_time_needs_no_fewer_agents(
     high = agents_required(load, aht, target=0.9, threshold=t).agents
     assert high >= low
     # Same load, a shorter threshold relative to the handle time: harder.
-    assert agents_required(load, aht, target=0.8, threshold=t / 2).agents >= agents_required(
-        load, aht, target=0.8, threshold=t
-    ).agents
+    assert (
+        agents_required(load, aht, target=0.8, threshold=t / 2).agents
+        >= agents_required(load, aht, target=0.8, threshold=t).agents
+    )
