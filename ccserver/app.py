@@ -35,6 +35,8 @@ from cti.api import ApiSettings, DatabaseContacts, setup_api
 from cti.auth import Authenticator
 from cti.customers import CustomerDirectory, DatabaseCustomerProvider
 from cti.errors import error_middleware
+from cti.reports import ReportSource
+from cti.reports_api import REPORTS
 from cti.webhooks import WebhookDispatcher
 from ivr.nodes import prompt_texts
 from ivr.speech import SpeechModel, SpeechService, default_test_model_path
@@ -274,6 +276,7 @@ class Node:
             ),
             history=self.customers.recent_contacts if self.customers is not None else None,
         )
+        app[REPORTS] = self.report_source()
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.cfg.server.bind, self.cfg.server.http_port)
@@ -281,6 +284,16 @@ class Node:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.cfg.server.http_port
+
+    def report_source(self) -> ReportSource:
+        """Reports read through the read engine, with each queue's own service level."""
+        queues = self.cfg.queues
+        return ReportSource(
+            self.read_engine,
+            thresholds={name: q.service_level_seconds for name, q in queues.items()},
+            targets={name: q.service_level_target for name, q in queues.items()},
+            members={name: list(q.members) for name, q in queues.items()},
+        )
 
     async def _health(self, request: web.Request) -> web.Response:
         calls = self.calls
