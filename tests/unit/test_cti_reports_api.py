@@ -181,7 +181,9 @@ async def test_staffing_parameters_are_checked(client: Env) -> None:
     )
     assert [e["field"] for e in body["details"]["errors"]] == ["calls", "aht", "sl"]
     await error(
-        await client.get("/api/staffing", params={"queue": "nope", "calls": "3"}, headers=auth(SUP)),
+        await client.get(
+            "/api/staffing", params={"queue": "nope", "calls": "3"}, headers=auth(SUP)
+        ),
         404,
         "queue-not-found",
     )
