@@ -69,6 +69,46 @@ def check_config(path: Path | None) -> None:
     type=click.Choice(_LOG_LEVELS, case_sensitive=False),
     help="Overrides [server].log_level.",
 )
+@click.option(
+    "--demo-traffic",
+    is_flag=True,
+    help="Also run demo agents and callers (127.0.0.2) against the node, for a first look.",
+)
+@click.option(
+    "--demo-calls",
+    type=click.IntRange(1),
+    default=30,
+    show_default=True,
+    help="Demo traffic: calls to place.",
+)
+@click.option(
+    "--demo-duration",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="Demo traffic: seconds to keep placing calls.",
+)
+@click.option(
+    "--demo-rate",
+    type=click.FloatRange(min=0.1),
+    default=4,
+    show_default=True,
+    help="Demo traffic: mean calls per minute.",
+)
+@click.option(
+    "--demo-agents",
+    default="1001,1002,1003",
+    show_default=True,
+    help="Demo traffic: agent extensions to register and answer for.",
+)
+@click.option(
+    "--demo-talk",
+    default="5-20",
+    show_default=True,
+    metavar="MIN-MAX",
+    help="Demo traffic: seconds an agent talks, drawn between MIN and MAX.",
+)
+@click.option("--demo-seed", type=int, help="Demo traffic: replay the same random run.")
 def run(
     config_dir: Path | None,
     sip_port: int | None,
@@ -76,6 +116,13 @@ def run(
     bind: str | None,
     data_dir: str | None,
     log_level: str | None,
+    demo_traffic: bool = False,
+    demo_calls: int = 30,
+    demo_duration: float = 600,
+    demo_rate: float = 4,
+    demo_agents: str = "1001,1002,1003",
+    demo_talk: str = "5-20",
+    demo_seed: int | None = None,
 ) -> None:
     """Serve calls with the config directory (default: $CCSERVER_CONFIG or the shipped demo)."""
     config = _load(config_dir)
@@ -93,7 +140,30 @@ def run(
     # Imported here so check-config works without the server's dependencies loaded.
     from ccserver.app import run_server
 
-    run_server(config)
+    demo = None
+    if demo_traffic:
+        from ccserver.demo_traffic import DemoSettings
+
+        agents = tuple(a.strip() for a in demo_agents.split(",") if a.strip())
+        unknown = [a for a in agents if a not in config.agents()]
+        if unknown:
+            raise click.BadParameter(
+                f"{', '.join(unknown)} are not agents of the config", param_hint="--demo-agents"
+            )
+        low, _, high = demo_talk.partition("-")
+        try:
+            talk = (float(low), float(high or low))
+            demo = DemoSettings(
+                calls=demo_calls,
+                duration=demo_duration,
+                rate=demo_rate,
+                agents=agents,
+                talk=talk,
+                seed=demo_seed,
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--demo-talk") from None
+    run_server(config, demo)
 
 
 # ------------------------------------------------------------------ exports
