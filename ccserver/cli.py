@@ -163,7 +163,10 @@ def run(
             )
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--demo-talk") from None
-    run_server(config, demo)
+    if demo is None:
+        run_server(config)
+    else:
+        run_server(config, demo)
 
 
 # ------------------------------------------------------------------ exports

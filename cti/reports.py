@@ -487,7 +487,7 @@ async def queue_report(
 ) -> list[QueueRow]:
     """One row per queue and interval (every interval of the range, empty ones too)."""
     contacts = await _contact_tallies(source, q, "queue")
-    agents = await _agent_tallies(source, replace_agent(q, None), now or _now())
+    agents = await _agent_tallies(source, q, now or _now())
     queues = set(source.thresholds) | {k for k, _ in contacts}
     if q.queue is not None:
         queues = {q.queue}
@@ -509,10 +509,6 @@ async def queue_report(
                 )
             )
     return rows
-
-
-def replace_agent(q: ReportQuery, agent: str | None) -> ReportQuery:
-    return ReportQuery(q.since, q.until, q.interval, q.tz, q.queue, agent)
 
 
 async def agent_report(

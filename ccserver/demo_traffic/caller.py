@@ -13,11 +13,14 @@ import asyncio
 
 from ccserver.demo_traffic.plan import CallScript
 from ccserver.demo_traffic.ua import USER_AGENT, DemoUa, Line, log, session_id
+from ccserver.media.endpoint import RtpPorts
+from ccserver.media.player import EncodedAudio, MediaClock
 from ccserver.media.sdp import SessionDescription, negotiate_answer, offer
 from ccserver.sip.dialog import Dialog
 from ccserver.sip.headers import Headers
 from ccserver.sip.message import Request, Response, new_call_id, new_tag
 from ccserver.sip.uri import NameAddr, SipUri
+from ccserver.transport import Address
 
 __all__ = ["DemoCallers"]
 
@@ -30,8 +33,10 @@ AFTER_AGENT = 30.0
 class DemoCallers(DemoUa):
     """Every demo customer's calls, on one SIP socket at the trunk address."""
 
-    def __init__(self, *args: object, **kw: object) -> None:
-        super().__init__(*args, **kw)  # type: ignore[arg-type]
+    def __init__(
+        self, host: str, server: Address, clock: MediaClock, ports: RtpPorts, audio: EncodedAudio
+    ) -> None:
+        super().__init__(host, server, clock, ports, audio)
         self.connected: dict[str, asyncio.Event] = {}
         """Caller number -> set when an agent answered that caller."""
         self.agent_gone: dict[str, asyncio.Event] = {}

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from ccserver.media.dtmf import DtmfSender
 from ccserver.media.endpoint import RtpEndpoint, RtpPorts
@@ -81,9 +82,9 @@ class DemoUa:
             await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.sip.close()
 
-    def spawn(self, coro: object, name: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run a coroutine owned by this phone: cancelled by :meth:`close`."""
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro, name=name)  # type: ignore[arg-type]
+        task = asyncio.get_running_loop().create_task(coro, name=name)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
@@ -96,9 +97,10 @@ class DemoUa:
     def via(self) -> str:
         return str(Via("UDP", self.host, self.port, {"branch": new_branch(), "rport": None}))
 
-    def respond(self, request: Request, status: int, **kw: object) -> None:
-        resp = make_response(request, status, **kw)  # type: ignore[arg-type]
-        resp.headers.add("User-Agent", USER_AGENT)
+    def respond(
+        self, request: Request, status: int, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        resp = make_response(request, status, headers=[*headers, ("User-Agent", USER_AGENT)])
         self.sip.send_response(resp)
 
     # -- media ----------------------------------------------------------------
