@@ -27,8 +27,8 @@ __all__ = ["TRUNK_ADDRESS", "DemoTraffic"]
 TRUNK_ADDRESS = "127.0.0.2"
 """The demo carrier's address (config/trunks.toml): calls from it need no authentication."""
 AGENT_ADDRESS = "127.0.0.1"
-RTP_PORTS = (40000, 49998)
-"""Where the demo phones take their RTP ports (the node's own range is elsewhere)."""
+RTP_PORTS = (30000, 31998)
+"""The demo phones' RTP ports: above the demo node's 20000-29999, below the ephemeral ports."""
 
 
 class DemoTraffic:
