@@ -58,6 +58,7 @@ __all__ = [
     "ReportSource",
     "agent_report",
     "interval_start",
+    "next_edge",
     "queue_report",
     "rows_csv",
 ]
@@ -320,17 +321,37 @@ def _label(start: datetime | None) -> str | None:
     return start.isoformat() if start is not None else None
 
 
+def next_edge(at: datetime, interval: Interval, tz: ZoneInfo) -> datetime | None:
+    """Where the interval holding ``at`` ends (UTC); None for the whole range.
+
+    15 minutes and hours are fixed lengths of real time (every offset being a
+    multiple of 15 minutes keeps them on local boundaries, across DST changes
+    too); a day ends at the next local midnight, 23 or 25 hours later on the
+    days clocks change.
+    """
+    start = interval_start(at, interval, tz)
+    if start is None:
+        return None
+    if interval == "day":
+        following = start.date() + timedelta(days=1)
+        return datetime(following.year, following.month, following.day, tzinfo=tz).astimezone(UTC)
+    width = timedelta(minutes=15) if interval == "15min" else timedelta(hours=1)
+    edge = start.astimezone(UTC) + width
+    if edge <= at:
+        # A 30-minute DST change (Lord Howe Island) folds a local hour onto
+        # itself: move on by a slot, so the intervals always advance.
+        edge = _slot_time(int(at.timestamp()) // SLOT + 1)
+    return edge
+
+
 def _intervals(q: ReportQuery) -> list[str | None]:
     """Every interval of the range, in order, so charts get the empty ones too."""
-    if q.interval == "total":
-        return [None]
-    seen: dict[str | None, None] = {}
-    slot = int(q.since.timestamp()) // SLOT
-    last = int((q.until - timedelta(microseconds=1)).timestamp()) // SLOT
-    while slot <= last:
-        seen[_label(interval_start(_slot_time(slot), q.interval, q.tz))] = None
-        slot += 1
-    return list(seen)
+    labels: dict[str | None, None] = {}
+    at: datetime | None = q.since
+    while at is not None and at < q.until:
+        labels[_label(interval_start(at, q.interval, q.tz))] = None
+        at = next_edge(at, q.interval, q.tz)
+    return list(labels)
 
 
 # -- contacts -----------------------------------------------------------------------------
@@ -438,10 +459,10 @@ def _spread(
     end: datetime,
     q: ReportQuery,
 ) -> None:
-    """Add [begin, end) in ``state`` to the agent's intervals, cut at slot edges."""
+    """Add [begin, end) in ``state`` to the agent's intervals, cut at interval edges."""
     while begin < end:
-        slot_end = _slot_time(int(begin.timestamp()) // SLOT + 1)
-        stop = min(end, slot_end)
+        edge = next_edge(begin, q.interval, q.tz)
+        stop = end if edge is None else min(end, edge)
         start = _label(interval_start(begin, q.interval, q.tz))
         out[(agent, start)].times[state] += (stop - begin).total_seconds()
         begin = stop

@@ -16,6 +16,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from ccserver.storage.database import make_engine
@@ -28,6 +30,7 @@ from cti.reports import (
     ReportSource,
     agent_report,
     interval_start,
+    next_edge,
     queue_report,
     rows_csv,
 )
@@ -381,3 +384,36 @@ def test_interval_start_handles_dst_and_odd_offsets() -> None:
     kathmandu = interval_start(datetime(2025, 1, 1, 0, 20, tzinfo=UTC), "15min",
                                ZoneInfo("Asia/Kathmandu"))  # fmt: skip
     assert kathmandu is not None and kathmandu.isoformat() == "2025-01-01T06:00:00+05:45"
+
+
+ZONES = ["UTC", "Europe/Paris", "America/New_York", "Asia/Kathmandu", "Australia/Lord_Howe",
+         "Australia/Adelaide", "America/St_Johns"]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seconds=st.integers(0, 3 * 365 * 86400).map(lambda s: s - s % 600)
+    | st.integers(0, 3 * 365 * 86400),
+    zone=st.sampled_from(ZONES),
+    interval=st.sampled_from(["15min", "hour", "day"]),
+)
+def test_every_instant_lies_in_exactly_one_interval(seconds: int, zone: str, interval: str) -> None:
+    """start <= at < edge, and the edge is where the next interval starts."""
+    tz = ZoneInfo(zone)
+    at = datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds, microseconds=seconds % 7)
+    start = interval_start(at, interval, tz)  # type: ignore[arg-type]
+    edge = next_edge(at, interval, tz)  # type: ignore[arg-type]
+    assert start is not None and edge is not None
+    assert start.timestamp() <= at.timestamp() < edge.timestamp()
+    after = interval_start(edge, interval, tz)  # type: ignore[arg-type]
+    assert after is not None and after.timestamp() >= start.timestamp()
+    if zone == "Australia/Lord_Howe" and interval == "hour":
+        return  # its 30-minute DST change folds one local hour onto itself once a year
+    # Compared as instants: PEP 495 makes `==` false for a local time in a DST
+    # gap (Lord Howe's 02:00 on its spring day) against any other zone.
+    assert after.timestamp() == edge.timestamp()
+    length = (edge - start).total_seconds()
+    if interval == "day":
+        assert 22.5 * 3600 <= length <= 25 * 3600  # DST days; Lord Howe moves by 30 minutes
+    else:
+        assert length == (900 if interval == "15min" else 3600)
