@@ -8,6 +8,7 @@ parameters answer 422 ``invalid-query`` naming each one.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
@@ -19,6 +20,7 @@ from aiohttp import web
 from acd.agents import LOGGED_OUT, NOT_READY
 from acd.erlang import agents_required, asa, offered_load, service_level
 from ccserver.calls.control import CallControl, ControlError
+from cti.api_json import dumps
 from cti.auth import Principal
 from cti.openapi import QueryParam
 from cti.reports import (
@@ -162,22 +164,27 @@ def _envelope(q: ReportQuery, rows: list[Any]) -> dict[str, Any]:
     }
 
 
+async def _answer(
+    request: web.Request, q: ReportQuery, rows: list[Any], kind: type[QueueRow | AgentRow]
+) -> web.Response:
+    """JSON or CSV, encoded in a worker thread: a long report must not hold up the calls."""
+    if _wants_csv(request):
+        text = await asyncio.to_thread(rows_csv, rows, kind)
+        return _csv_response(text, "queues" if kind is QueueRow else "agents")
+    body = await asyncio.to_thread(dumps, _envelope(q, rows))
+    return web.Response(text=body, content_type="application/json")
+
+
 async def get_queue_report(request: web.Request, who: Principal) -> Any:
     source = _source(request)
     q = _report_query(request, source, "queue")
-    rows = await queue_report(source, q)
-    if _wants_csv(request):
-        return _csv_response(rows_csv(rows, QueueRow), "queues")
-    return _envelope(q, rows)
+    return await _answer(request, q, await queue_report(source, q), QueueRow)
 
 
 async def get_agent_report(request: web.Request, who: Principal) -> Any:
     source = _source(request)
     q = _report_query(request, source, "agent")
-    rows = await agent_report(source, q)
-    if _wants_csv(request):
-        return _csv_response(rows_csv(rows, AgentRow), "agents")
-    return _envelope(q, rows)
+    return await _answer(request, q, await agent_report(source, q), AgentRow)
 
 
 # -- staffing --------------------------------------------------------------------------------
