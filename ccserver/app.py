@@ -277,7 +277,8 @@ class Node:
             ),
             history=self.customers.recent_contacts if self.customers is not None else None,
         )
-        app[REPORTS] = self.report_source()
+        # Reports read through the read engine, with each queue's own service level.
+        app[REPORTS] = ReportSource.from_config(self.read_engine, self.cfg)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.cfg.server.bind, self.cfg.server.http_port)
@@ -285,16 +286,6 @@ class Node:
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.http_port = sockets[0].getsockname()[1] if sockets else self.cfg.server.http_port
-
-    def report_source(self) -> ReportSource:
-        """Reports read through the read engine, with each queue's own service level."""
-        queues = self.cfg.queues
-        return ReportSource(
-            self.read_engine,
-            thresholds={name: q.service_level_seconds for name, q in queues.items()},
-            targets={name: q.service_level_target for name, q in queues.items()},
-            members={name: list(q.members) for name, q in queues.items()},
-        )
 
     async def _health(self, request: web.Request) -> web.Response:
         calls = self.calls

@@ -297,6 +297,150 @@ def export_queue_log(
     _run_export(config_dir, since, until, queue, output, write)
 
 
+# ------------------------------------------------------------------ reports
+
+
+def _report_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.option("--config", "config_dir", type=_CONFIG_DIR, help="Config directory."),
+            click.option(
+                "--since", metavar="ISO", help="Start (default: 24 hours before --until)."
+            ),
+            click.option("--until", metavar="ISO", help="End, excluded (default: now)."),
+            click.option(
+                "--interval",
+                type=click.Choice(["15min", "hour", "day", "total"]),
+                default="total",
+                show_default=True,
+            ),
+            click.option("--tz", default="UTC", show_default=True, help="IANA time zone."),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["csv", "json"]),
+                default="csv",
+                show_default=True,
+            ),
+            click.option(
+                "--output",
+                "-o",
+                type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+                help="File to write (default: standard output).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _run_report(
+    kind: str,
+    config_dir: Path | None,
+    since: str | None,
+    until: str | None,
+    interval: str,
+    tz: str,
+    fmt: str,
+    output: Path | None,
+    name: str | None,
+) -> None:
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from ccserver.storage.database import make_engine
+    from cti.api_json import dumps
+    from cti.reports import (
+        AgentRow,
+        QueueRow,
+        ReportQuery,
+        ReportSource,
+        agent_report,
+        parse_when,
+        queue_report,
+        rows_csv,
+    )
+
+    config = _load(config_dir)
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz") from None
+    try:
+        end = parse_when(until, zone) if until else datetime.now(UTC)
+        start = parse_when(since, zone) if since else end - timedelta(days=1)
+        query = ReportQuery(
+            start,
+            end,
+            interval,  # type: ignore[arg-type]
+            zone,
+            queue=name if kind == "queues" else None,
+            agent=name if kind == "agents" else None,
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+
+    async def go() -> tuple[str, int]:
+        engine = make_engine(config.database_url)
+        try:
+            source = ReportSource.from_config(engine, config)
+            if kind == "queues":
+                rows: list[QueueRow] | list[AgentRow] = await queue_report(source, query)
+            else:
+                rows = await agent_report(source, query)
+        finally:
+            await engine.dispose()
+        if fmt == "json":
+            return dumps(rows) + "\n", len(rows)
+        return rows_csv(rows, QueueRow if kind == "queues" else AgentRow), len(rows)
+
+    text, count = asyncio.run(go())
+    if output is None or str(output) == "-":
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8", newline="")
+    click.echo(f"{count} rows", err=True)
+
+
+@cli.group("report")
+def report() -> None:
+    """Reports per queue or agent and interval, from the contact store (docs/reports.md)."""
+
+
+@report.command("queues")
+@_report_options
+@click.option("--queue", help="Only this queue.")
+def report_queues(
+    config_dir: Path | None,
+    since: str | None,
+    until: str | None,
+    interval: str,
+    tz: str,
+    fmt: str,
+    output: Path | None,
+    queue: str | None,
+) -> None:
+    """Offered, answered, abandoned, service level, ASA, AHT, occupancy, surveys per queue."""
+    _run_report("queues", config_dir, since, until, interval, tz, fmt, output, queue)
+
+
+@report.command("agents")
+@_report_options
+@click.option("--agent", help="Only this agent (extension).")
+def report_agents(
+    config_dir: Path | None,
+    since: str | None,
+    until: str | None,
+    interval: str,
+    tz: str,
+    fmt: str,
+    output: Path | None,
+    agent: str | None,
+) -> None:
+    """Offers, answered, talk, AHT, time logged in and per state, occupancy per agent."""
+    _run_report("agents", config_dir, since, until, interval, tz, fmt, output, agent)
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="ccserver")

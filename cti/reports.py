@@ -26,8 +26,8 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Literal
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Final, Literal
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -49,6 +49,9 @@ from sqlalchemy.sql.functions import FunctionElement
 from acd.agents import AGENT_STATES, AVAILABLE, LOGGED_OUT, NO_ANSWER, NOT_READY, RESERVED
 from ccserver.storage.models import AgentEvent, Contact
 
+if TYPE_CHECKING:
+    from ccserver.config import Config
+
 __all__ = [
     "INTERVALS",
     "SLOT",
@@ -60,6 +63,7 @@ __all__ = [
     "agent_report",
     "interval_start",
     "next_edge",
+    "parse_when",
     "queue_report",
     "rows_csv",
 ]
@@ -126,6 +130,26 @@ class ReportSource:
     """Queue -> agent extensions, for the queue's occupancy."""
     default_threshold: float = 20.0
     default_tz: str = "UTC"
+
+    @classmethod
+    def from_config(cls, engine: AsyncEngine, config: Config) -> ReportSource:
+        """Each configured queue with its own service level and members."""
+        queues = config.queues
+        return cls(
+            engine,
+            thresholds={name: q.service_level_seconds for name, q in queues.items()},
+            targets={name: q.service_level_target for name, q in queues.items()},
+            members={name: list(q.members) for name, q in queues.items()},
+        )
+
+
+def parse_when(text: str, tz: ZoneInfo) -> datetime:
+    """ISO 8601 date or time in ``tz``: a date is local midnight, a time without a zone local."""
+    if len(text) == 10:
+        day = date.fromisoformat(text)
+        return datetime(day.year, day.month, day.day, tzinfo=tz)
+    parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
 
 
 # -- the rows -----------------------------------------------------------------------------

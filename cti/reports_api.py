@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Mapping
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -30,6 +30,7 @@ from cti.reports import (
     ReportQuery,
     ReportSource,
     agent_report,
+    parse_when,
     queue_report,
     rows_csv,
 )
@@ -86,14 +87,6 @@ def _source(request: web.Request) -> ReportSource:
     return source
 
 
-def _when(text: str, tz: ZoneInfo) -> datetime:
-    if len(text) == 10:
-        day = date.fromisoformat(text)
-        return datetime(day.year, day.month, day.day, tzinfo=tz)
-    parsed = datetime.fromisoformat(text)
-    return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed
-
-
 def _report_query(request: web.Request, source: ReportSource, key: str) -> ReportQuery:
     params = request.query
     errors: list[dict[str, str]] = []
@@ -107,7 +100,7 @@ def _report_query(request: web.Request, source: ReportSource, key: str) -> Repor
     for name in ("from", "to"):
         if name in params:
             try:
-                value = _when(params[name], tz)
+                value = parse_when(params[name], tz)
             except ValueError:
                 errors.append({"field": name, "message": "not an ISO 8601 date or time"})
                 continue

@@ -417,3 +417,58 @@ def test_every_instant_lies_in_exactly_one_interval(seconds: int, zone: str, int
         assert 22.5 * 3600 <= length <= 25 * 3600  # DST days; Lord Howe moves by 30 minutes
     else:
         assert length == (900 if interval == "15min" else 3600)
+
+
+def test_report_command_writes_csv_and_json(tmp_path: Path) -> None:
+    """`ccserver report` reads the config's database with the config's queues."""
+    import asyncio
+    import csv
+    import io
+    import json
+
+    from click.testing import CliRunner
+
+    from ccserver.cli import cli
+
+    db = tmp_path / "contacts.db"
+
+    async def seed() -> None:
+        engine = make_engine(f"sqlite+aiosqlite:///{db}")
+        await fill(engine, SPECS)
+        await engine.dispose()
+
+    asyncio.run(seed())
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "ccserver.toml").write_text(f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n')
+    (config / "queues.toml").write_text(
+        '[queues.general]\nservice_level_seconds = 20\n[queues.cards]\nservice_level_seconds = 30\n'
+    )
+    runner = CliRunner()
+    span = ["--since", "2025-03-29T21:00", "--until", "2025-03-31", "--tz", "Europe/Paris"]
+    result = runner.invoke(
+        cli, ["report", "queues", "--config", str(config), *span, "--interval", "day"]
+    )
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout, newline="")))
+    since = datetime(2025, 3, 29, 21, tzinfo=PARIS)
+    until = datetime(2025, 3, 31, tzinfo=PARIS)
+    expected = expected_queue_figures(SPECS, since, until, "day", PARIS)
+    for row in rows:
+        e = expected.get((row["queue"], row["interval_start"]), {"offered": 0})
+        assert int(row["offered"]) == e["offered"]
+    assert {r["queue"] for r in rows} == {"general", "cards", "other"}
+    assert {r["threshold"] for r in rows if r["queue"] == "cards"} == {"30.0"}
+
+    out = tmp_path / "agents.json"
+    result = runner.invoke(
+        cli,
+        ["report", "agents", "--config", str(config), *span, "--agent", "1002",
+         "--format", "json", "-o", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (agent,) = json.loads(out.read_text())
+    assert agent["agent"] == "1002" and agent["answered"] > 0
+
+    bad = runner.invoke(cli, ["report", "queues", "--config", str(config), "--tz", "Nowhere/X"])
+    assert bad.exit_code == 2 and "unknown time zone" in bad.output
