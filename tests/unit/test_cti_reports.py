@@ -442,7 +442,7 @@ def test_report_command_writes_csv_and_json(tmp_path: Path) -> None:
     config.mkdir()
     (config / "ccserver.toml").write_text(f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n')
     (config / "queues.toml").write_text(
-        '[queues.general]\nservice_level_seconds = 20\n[queues.cards]\nservice_level_seconds = 30\n'
+        "[queues.general]\nservice_level_seconds = 20\n[queues.cards]\nservice_level_seconds = 30\n"
     )
     runner = CliRunner()
     span = ["--since", "2025-03-29T21:00", "--until", "2025-03-31", "--tz", "Europe/Paris"]
