@@ -205,6 +205,15 @@ class _Tally:
     def occupancy(self) -> float | None:
         return _ratio(self.busy, self.busy + self.times.get(AVAILABLE, 0.0))
 
+    @property
+    def logged_in(self) -> float:
+        return sum(sec for state, sec in self.times.items() if state != LOGGED_OUT)
+
+    @property
+    def utilization(self) -> float | None:
+        """Busy over all logged-in time, breaks included (occupancy leaves them out)."""
+        return _ratio(self.busy, self.logged_in)
+
 
 def _r(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
@@ -229,6 +238,7 @@ class QueueRow:
     asa: float | None
     aht: float | None
     occupancy: float | None
+    utilization: float | None
     survey_score: float | None
     surveys: int
 
@@ -252,6 +262,7 @@ class QueueRow:
             asa=_r(_ratio(t.wait, t.answered), 3),
             aht=_r(_ratio(t.handle, t.handled), 3),
             occupancy=_r(t.occupancy),
+            utilization=_r(t.utilization),
             survey_score=_r(_ratio(t.survey_total, t.surveys), 3),
             surveys=t.surveys,
         )
@@ -275,12 +286,12 @@ class AgentRow:
     wrap_up_seconds: float
     not_ready_seconds: float
     occupancy: float | None
+    utilization: float | None
     survey_score: float | None
     surveys: int
 
     @classmethod
     def build(cls, agent: str, start: str | None, t: _Tally) -> AgentRow:
-        logged_in = sum(s for state, s in t.times.items() if state != LOGGED_OUT)
         return cls(
             agent=agent,
             interval_start=start,
@@ -290,12 +301,13 @@ class AgentRow:
             talk_seconds=round(t.talk, 3),
             hold_seconds=round(t.hold, 3),
             aht=_r(_ratio(t.handle, t.handled), 3),
-            logged_in_seconds=round(logged_in, 3),
+            logged_in_seconds=round(t.logged_in, 3),
             available_seconds=round(t.times.get(AVAILABLE, 0.0), 3),
             busy_seconds=round(t.busy, 3),
             wrap_up_seconds=round(t.times.get("wrap-up", 0.0), 3),
             not_ready_seconds=round(t.times.get(NOT_READY, 0.0), 3),
             occupancy=_r(t.occupancy),
+            utilization=_r(t.utilization),
             survey_score=_r(_ratio(t.survey_total, t.surveys), 3),
             surveys=t.surveys,
         )

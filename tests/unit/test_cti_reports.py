@@ -245,6 +245,12 @@ def occupancy(times: dict[str, float]) -> float | None:
     return busy / worked if worked else None
 
 
+def utilization(times: dict[str, float]) -> float | None:
+    busy = sum(times.get(s, 0.0) for s in ("reserved", "on-call", "wrap-up"))
+    logged_in = sum(v for s, v in times.items() if s != "logged-out")
+    return busy / logged_in if logged_in else None
+
+
 # -- the tests -----------------------------------------------------------------------------
 
 
@@ -285,6 +291,7 @@ async def test_queue_report_matches_the_rows(engine: AsyncEngine, interval: str,
                 for state, sec in times.get((member, row.interval_start), {}).items():
                     merged[state] += sec
             assert row.occupancy == pytest.approx(occupancy(merged), abs=1e-4)
+            assert row.utilization == pytest.approx(utilization(merged), abs=1e-4)
 
 
 async def test_intervals_cover_the_range_with_local_days(engine: AsyncEngine) -> None:
@@ -340,6 +347,7 @@ async def test_agent_report_matches_the_rows(engine: AsyncEngine) -> None:
         )
         assert row.not_ready_seconds == pytest.approx(t.get("not-ready", 0.0), abs=1e-2)
         assert row.occupancy == pytest.approx(occupancy(t), abs=1e-4)
+        assert row.utilization == pytest.approx(utilization(t), abs=1e-4)
         checked += bool(handled)
     assert checked > 10
 
