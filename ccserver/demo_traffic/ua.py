@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,7 +64,6 @@ class DemoUa:
         self.sip = SipEndpoint(self)
         self.lines: dict[str, Line] = {}
         self.tasks: set[asyncio.Task[None]] = set()
-        self.on_line_ended: Callable[[Line], None] | None = None
 
     @property
     def port(self) -> int:
@@ -151,8 +150,6 @@ class DemoUa:
         self.clock.stop(line.endpoint)
         line.endpoint.close()
         self.lines.pop(line.call_id, None)
-        if self.on_line_ended is not None:
-            self.on_line_ended(line)
 
     # -- RequestHandler ---------------------------------------------------------
     def on_request(self, request: Request, addr: Address, tx: ServerTransaction) -> None:
