@@ -23,6 +23,7 @@ from agent_console.web import setup_console
 from ccserver.calls.control import CallControl
 from ccserver.calls.service import CallService, CallSettings
 from ccserver.config import Config
+from ccserver.demo_traffic import DemoSettings, DemoTraffic
 from ccserver.events import EventBus
 from ccserver.media.endpoint import RtpPorts
 from ccserver.media.player import EncodedAudio, MediaClock
@@ -37,6 +38,8 @@ from cti.auth import Authenticator, TokenBackend
 from cti.crm_http import provider_from_config
 from cti.customers import CustomerDirectory
 from cti.errors import error_middleware
+from cti.reports import ReportSource
+from cti.reports_api import REPORTS
 from cti.webhooks import WebhookDispatcher
 from ivr.nodes import prompt_texts
 from ivr.speech import SpeechModel, SpeechService, default_test_model_path
@@ -287,6 +290,8 @@ class Node:
             ),
             history=self.customers.recent_contacts if self.customers is not None else None,
         )
+        # Reports read through the read engine, with each queue's own service level.
+        app[REPORTS] = ReportSource.from_config(self.read_engine, self.cfg)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.cfg.server.bind, self.cfg.server.http_port)
@@ -344,7 +349,24 @@ def setup_logging(level: str) -> None:
     )
 
 
-async def serve(cfg: Config) -> None:
+async def start_demo_traffic(node: Node, settings: DemoSettings) -> DemoTraffic | None:
+    """Demo agents and customers against the node; a failure is logged, the node serves on."""
+    assert node.sip is not None
+    traffic = DemoTraffic(
+        settings,
+        node.sip.address,
+        {num: ext.password for num, ext in node.cfg.extensions.items()},
+    )
+    try:
+        await traffic.start()
+    except (OSError, ValueError, TimeoutError, RuntimeError) as exc:
+        log.error("demo traffic not started: %s", exc)
+        await traffic.stop()
+        return None
+    return traffic
+
+
+async def serve(cfg: Config, demo: DemoSettings | None = None) -> None:
     # Twisted (the AMI listener) runs on this loop: install its asyncio reactor
     # before anything imports twisted.internet.reactor.
     install_reactor(asyncio.get_running_loop())
@@ -353,14 +375,19 @@ async def serve(cfg: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    traffic: DemoTraffic | None = None
     try:
         await node.start()
+        if demo is not None:
+            traffic = await start_demo_traffic(node, demo)
         await stop.wait()
     finally:
+        if traffic is not None:
+            await traffic.stop()
         await node.stop()
 
 
-def run_server(cfg: Config) -> None:
+def run_server(cfg: Config, demo: DemoSettings | None = None) -> None:
     """Entry point of `ccserver run`: uvloop when available (see docs/performance)."""
     setup_logging(cfg.server.log_level)
     try:
@@ -370,4 +397,4 @@ def run_server(cfg: Config) -> None:
     except ImportError:  # pragma: no cover - uvloop is a dependency
         factory = None
     with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve(cfg))
+        runner.run(serve(cfg, demo))

@@ -69,6 +69,46 @@ def check_config(path: Path | None) -> None:
     type=click.Choice(_LOG_LEVELS, case_sensitive=False),
     help="Overrides [server].log_level.",
 )
+@click.option(
+    "--demo-traffic",
+    is_flag=True,
+    help="Also run demo agents and callers (127.0.0.2) against the node, for a first look.",
+)
+@click.option(
+    "--demo-calls",
+    type=click.IntRange(1),
+    default=30,
+    show_default=True,
+    help="Demo traffic: calls to place.",
+)
+@click.option(
+    "--demo-duration",
+    type=click.FloatRange(min=1),
+    default=600,
+    show_default=True,
+    help="Demo traffic: seconds to keep placing calls.",
+)
+@click.option(
+    "--demo-rate",
+    type=click.FloatRange(min=0.1),
+    default=4,
+    show_default=True,
+    help="Demo traffic: mean calls per minute.",
+)
+@click.option(
+    "--demo-agents",
+    default="1001,1002,1003",
+    show_default=True,
+    help="Demo traffic: agent extensions to register and answer for.",
+)
+@click.option(
+    "--demo-talk",
+    default="5-20",
+    show_default=True,
+    metavar="MIN-MAX",
+    help="Demo traffic: seconds an agent talks, drawn between MIN and MAX.",
+)
+@click.option("--demo-seed", type=int, help="Demo traffic: replay the same random run.")
 def run(
     config_dir: Path | None,
     sip_port: int | None,
@@ -76,6 +116,13 @@ def run(
     bind: str | None,
     data_dir: str | None,
     log_level: str | None,
+    demo_traffic: bool = False,
+    demo_calls: int = 30,
+    demo_duration: float = 600,
+    demo_rate: float = 4,
+    demo_agents: str = "1001,1002,1003",
+    demo_talk: str = "5-20",
+    demo_seed: int | None = None,
 ) -> None:
     """Serve calls with the config directory (default: $CCSERVER_CONFIG or the shipped demo)."""
     config = _load(config_dir)
@@ -93,7 +140,33 @@ def run(
     # Imported here so check-config works without the server's dependencies loaded.
     from ccserver.app import run_server
 
-    run_server(config)
+    demo = None
+    if demo_traffic:
+        from ccserver.demo_traffic import DemoSettings
+
+        agents = tuple(a.strip() for a in demo_agents.split(",") if a.strip())
+        unknown = [a for a in agents if a not in config.agents()]
+        if unknown:
+            raise click.BadParameter(
+                f"{', '.join(unknown)} are not agents of the config", param_hint="--demo-agents"
+            )
+        low, _, high = demo_talk.partition("-")
+        try:
+            talk = (float(low), float(high or low))
+            demo = DemoSettings(
+                calls=demo_calls,
+                duration=demo_duration,
+                rate=demo_rate,
+                agents=agents,
+                talk=talk,
+                seed=demo_seed,
+            )
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--demo-talk") from None
+    if demo is None:
+        run_server(config)
+    else:
+        run_server(config, demo)
 
 
 # ------------------------------------------------------------------ console users
@@ -261,6 +334,150 @@ def export_queue_log(
         return await write_queue_log(engine, out, flt, agent_format=agent_format)
 
     _run_export(config_dir, since, until, queue, output, write)
+
+
+# ------------------------------------------------------------------ reports
+
+
+def _report_options(command: Callable[..., None]) -> Callable[..., None]:
+    for option in reversed(
+        [
+            click.option("--config", "config_dir", type=_CONFIG_DIR, help="Config directory."),
+            click.option(
+                "--since", metavar="ISO", help="Start (default: 24 hours before --until)."
+            ),
+            click.option("--until", metavar="ISO", help="End, excluded (default: now)."),
+            click.option(
+                "--interval",
+                type=click.Choice(["15min", "hour", "day", "total"]),
+                default="total",
+                show_default=True,
+            ),
+            click.option("--tz", default="UTC", show_default=True, help="IANA time zone."),
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice(["csv", "json"]),
+                default="csv",
+                show_default=True,
+            ),
+            click.option(
+                "--output",
+                "-o",
+                type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+                help="File to write (default: standard output).",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
+def _run_report(
+    kind: str,
+    config_dir: Path | None,
+    since: str | None,
+    until: str | None,
+    interval: str,
+    tz: str,
+    fmt: str,
+    output: Path | None,
+    name: str | None,
+) -> None:
+    from datetime import timedelta
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from ccserver.storage.database import make_engine
+    from cti.api_json import dumps
+    from cti.reports import (
+        AgentRow,
+        QueueRow,
+        ReportQuery,
+        ReportSource,
+        agent_report,
+        parse_when,
+        queue_report,
+        rows_csv,
+    )
+
+    config = _load(config_dir)
+    try:
+        zone = ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise click.BadParameter(f"unknown time zone {tz!r}", param_hint="--tz") from None
+    try:
+        end = parse_when(until, zone) if until else datetime.now(UTC)
+        start = parse_when(since, zone) if since else end - timedelta(days=1)
+        query = ReportQuery(
+            start,
+            end,
+            interval,  # type: ignore[arg-type]
+            zone,
+            queue=name if kind == "queues" else None,
+            agent=name if kind == "agents" else None,
+        )
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+
+    async def go() -> tuple[str, int]:
+        engine = make_engine(config.database_url)
+        try:
+            source = ReportSource.from_config(engine, config)
+            if kind == "queues":
+                rows: list[QueueRow] | list[AgentRow] = await queue_report(source, query)
+            else:
+                rows = await agent_report(source, query)
+        finally:
+            await engine.dispose()
+        if fmt == "json":
+            return dumps(rows) + "\n", len(rows)
+        return rows_csv(rows, QueueRow if kind == "queues" else AgentRow), len(rows)
+
+    text, count = asyncio.run(go())
+    if output is None or str(output) == "-":
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text, encoding="utf-8", newline="")
+    click.echo(f"{count} rows", err=True)
+
+
+@cli.group("report")
+def report() -> None:
+    """Reports per queue or agent and interval, from the contact store (docs/reports.md)."""
+
+
+@report.command("queues")
+@_report_options
+@click.option("--queue", help="Only this queue.")
+def report_queues(
+    config_dir: Path | None,
+    since: str | None,
+    until: str | None,
+    interval: str,
+    tz: str,
+    fmt: str,
+    output: Path | None,
+    queue: str | None,
+) -> None:
+    """Offered, answered, abandoned, service level, ASA, AHT, occupancy, surveys per queue."""
+    _run_report("queues", config_dir, since, until, interval, tz, fmt, output, queue)
+
+
+@report.command("agents")
+@_report_options
+@click.option("--agent", help="Only this agent (extension).")
+def report_agents(
+    config_dir: Path | None,
+    since: str | None,
+    until: str | None,
+    interval: str,
+    tz: str,
+    fmt: str,
+    output: Path | None,
+    agent: str | None,
+) -> None:
+    """Offers, answered, talk, AHT, time logged in and per state, occupancy per agent."""
+    _run_report("agents", config_dir, since, until, interval, tz, fmt, output, agent)
 
 
 def main() -> None:

@@ -28,8 +28,16 @@ from ccserver.storage.models import Contact
 from cti.api_json import dumps
 from cti.auth import Authenticator, Principal, Role
 from cti.errors import error_middleware, forbidden, invalid_json, not_implemented, validation_failed
-from cti.openapi import openapi_document
+from cti.openapi import QueryParam, openapi_document
 from cti.pop import PopService
+from cti.reports_api import (
+    AGENT_REPORT_QUERY,
+    QUEUE_REPORT_QUERY,
+    STAFFING_QUERY,
+    get_agent_report,
+    get_queue_report,
+    get_staffing,
+)
 from cti.ws import close_all, events_handler
 
 __all__ = [
@@ -443,6 +451,10 @@ class Route:
     body: type[BaseModel] | None = None
     self_only: bool = False
     """Agents may only use it on their own extension or calls (checked by the handler)."""
+    query: tuple[QueryParam, ...] = ()
+    """Query-string parameters, for the OpenAPI document."""
+    csv: bool = False
+    """Also answers text/csv (the handler returns its own response then)."""
 
 
 ROUTES: tuple[Route, ...] = (
@@ -607,6 +619,35 @@ ROUTES: tuple[Route, ...] = (
         self_only=True,
     ),
     Route("GET", "/api/queues", list_queues, "Queues with their live statistics", "queues"),
+    Route(
+        "GET",
+        "/api/reports/queues",
+        get_queue_report,
+        "Per-queue report over a range, per interval (JSON or CSV)",
+        "reports",
+        role="supervisor",
+        query=QUEUE_REPORT_QUERY,
+        csv=True,
+    ),
+    Route(
+        "GET",
+        "/api/reports/agents",
+        get_agent_report,
+        "Per-agent report over a range, per interval (JSON or CSV)",
+        "reports",
+        role="supervisor",
+        query=AGENT_REPORT_QUERY,
+        csv=True,
+    ),
+    Route(
+        "GET",
+        "/api/staffing",
+        get_staffing,
+        "Erlang C agents required for a forecast, beside the agents logged in",
+        "reports",
+        role="supervisor",
+        query=STAFFING_QUERY,
+    ),
 )
 
 
@@ -614,7 +655,10 @@ def _wrap(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]
     async def handle(request: web.Request) -> web.StreamResponse:
         who = request.app[AUTH].authenticate(request)
         who.require(route.role)
-        return web.json_response(await route.handler(request, who), dumps=dumps)
+        result = await route.handler(request, who)
+        if isinstance(result, web.StreamResponse):
+            return result  # a CSV export answers for itself
+        return web.json_response(result, dumps=dumps)
 
     handle.__name__ = route.handler.__name__
     return handle

@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from cti.api import Route
 
-__all__ = ["ERROR_SCHEMA", "openapi_document"]
+__all__ = ["ERROR_SCHEMA", "QueryParam", "openapi_document"]
+
+
+@dataclass(frozen=True, slots=True)
+class QueryParam:
+    """A query-string parameter of a route, as documented."""
+
+    name: str
+    description: str
+    required: bool = False
+
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -66,6 +77,20 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
     }
     if "transfer" in route.path:
         op["responses"]["501"] = _error("not-implemented: a transfer target not available yet")
+    params += [
+        {
+            "name": p.name,
+            "in": "query",
+            "required": p.required,
+            "description": p.description,
+            "schema": {"type": "string"},
+        }
+        for p in route.query
+    ]
+    if route.csv:
+        op["responses"]["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+    if route.path.startswith(("/api/reports", "/api/staffing")):
+        op["responses"]["422"] = _error("invalid-query: details.errors names each parameter")
     if params:
         op["parameters"] = params
     if route.body is not None:

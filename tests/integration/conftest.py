@@ -19,7 +19,10 @@ async def start_server(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
     started: list[ServerProcess] = []
 
     async def start(
-        edit: Callable[[Path], None] | None = None, name: str = "node", speech: bool = False
+        edit: Callable[[Path], None] | None = None,
+        name: str = "node",
+        speech: bool = False,
+        args: tuple[str, ...] = (),
     ) -> ServerProcess:
         root = tmp_path / name
         root.mkdir()
@@ -31,6 +34,7 @@ async def start_server(tmp_path: Path) -> AsyncIterator[Callable[..., object]]:
             free_port(udp=True, tcp=True),
             free_port(udp=False, tcp=True),
             rtp_range=(rtp, rtp + 63),
+            args=args,
         )
         started.append(srv)
         await srv.start()

@@ -50,8 +50,11 @@ class ServerProcess:
         sip_port: int,
         http_port: int,
         rtp_range: tuple[int, int] | None = None,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.config_dir = config_dir
+        self.args = args
+        """More `ccserver run` options (e.g. --demo-traffic)."""
         self.data_dir = data_dir
         self.sip_port = sip_port
         self.http_port = http_port
@@ -86,6 +89,7 @@ class ServerProcess:
             str(self.data_dir),
             "--log-level",
             "DEBUG" if os.environ.get("CCSERVER_TEST_DEBUG") else "INFO",
+            *self.args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
