@@ -19,13 +19,16 @@ import numpy as np
 from aiohttp import web
 
 from acd.config import router_from_config
+from acd.state import StateUnavailable, live_state_from_config
+from ccserver.calls.acd_link import ClusterAcd
 from ccserver.calls.control import CallControl
 from ccserver.calls.service import CallService, CallSettings
 from ccserver.config import Config
 from ccserver.events import EventBus
+from ccserver.location_sharing import SharedLocation
 from ccserver.media.endpoint import RtpPorts
 from ccserver.media.player import EncodedAudio, MediaClock
-from ccserver.registration import Registrations
+from ccserver.registration import Registrations, aor_of
 from ccserver.sip_endpoint import SipEndpoint
 from ccserver.storage.customers import seed_customers
 from ccserver.storage.database import make_engine
@@ -84,6 +87,8 @@ class Node:
         self._http: web.AppRunner | None = None
         self.http_port = 0
         self.ami: AmiServer | None = None
+        self.cluster: ClusterAcd | None = None  # [state] backend = "redis"
+        self.shared_location: SharedLocation | None = None
 
     def prompt(self, text: str, voice: str) -> EncodedAudio | None:
         return self.prompts.get((text, voice))
@@ -183,6 +188,8 @@ class Node:
         self.control = CallControl(
             self.calls, {num: ext.name for num, ext in cfg.extensions.items()}
         )
+        if cfg.state.backend == "redis":
+            await self._join_cluster(router, registrations)
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip
         await self.webhooks.start()
@@ -207,6 +214,32 @@ class Node:
             cfg.database_url.split("://")[0],
             time.monotonic() - t0,
         )
+
+    async def _join_cluster(self, router: Any, registrations: Registrations) -> None:
+        """Route through the shared live state (docs/cluster.md); Redis must answer now."""
+        assert self.calls is not None
+        cfg = self.cfg
+        state = live_state_from_config(cfg.state)
+        loop = asyncio.get_running_loop()
+        self.cluster = ClusterAcd(cfg.server.node_name, router, state, loop_time=loop.time)
+        try:
+            await self.cluster.start()
+        except StateUnavailable as exc:
+            self.cluster = None
+            raise StartupError(f"[state] redis_url: {exc}") from None
+        self.cluster.deliver = self.calls._apply
+        self.calls.acd = self.cluster
+        self.shared_location = SharedLocation(
+            state,
+            cfg.server.node_name,
+            registrations.location,
+            [aor_of(num) for num in cfg.extensions],
+            loop.time,
+        )
+        await self.shared_location.start()
+        registrations.shared = self.shared_location
+        log.info("live state: redis, node %s, prefix %r", cfg.server.node_name,
+                 cfg.state.key_prefix)  # fmt: skip
 
     async def lookup_account(self, account: str, call_id: str) -> Any:
         if self.customers is None:
@@ -306,6 +339,10 @@ class Node:
                 await self.calls.speech.close()
         if self.sip is not None:
             await self.sip.close()
+        if self.shared_location is not None:
+            await self.shared_location.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         await self.webhooks.stop()
         self.clock.close()
         if self._http is not None:
@@ -321,6 +358,10 @@ class Node:
         if self.renderer is not None:
             await self.renderer.close()
         log.info("stopped")
+
+
+class StartupError(Exception):
+    """The node cannot start; the message says which setting and why."""
 
 
 def setup_logging(level: str) -> None:
@@ -343,6 +384,9 @@ async def serve(cfg: Config) -> None:
     try:
         await node.start()
         await stop.wait()
+    except StartupError as exc:
+        log.error("cannot start: %s: %s", cfg.source_dir / "ccserver.toml", exc)
+        raise SystemExit(1) from None
     finally:
         await node.stop()
 

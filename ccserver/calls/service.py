@@ -403,7 +403,7 @@ class CallService(FlowSteps, QueueRouting):
         agent_leg.endpoint.unbridge()
         self._release_leg(agent_leg)
         if agent_leg.agent is not None:
-            self._apply(self.router.hangup(agent_leg.agent, self.now()))
+            self._apply(self.acd.hangup(agent_leg.agent, self.now()))
         call.state = "ivr"
         call.survey_after = True
         self._note(call, "agent_hung_up", {"agent": agent_leg.agent})
@@ -423,7 +423,7 @@ class CallService(FlowSteps, QueueRouting):
         # Phones still ringing for the caller (agents, or a transfer target) stop.
         self._stop_ringing(call, "caller-gone")
         if previous in ("queued", "ringing"):
-            departure = self.router.abandon(call.contact_id, now)
+            departure = self.acd.abandon(call.contact_id, now)
             self._record_agent_changes()
             if departure is not None:
                 self._note(
@@ -444,7 +444,7 @@ class CallService(FlowSteps, QueueRouting):
                 continue  # still ringing: the CANCEL's final response releases it
             self._release_leg(leg)
         if previous == "bridged" and agent_leg is not None and agent_leg.agent is not None:
-            self._apply(self.router.hangup(agent_leg.agent, now))
+            self._apply(self.acd.hangup(agent_leg.agent, now))
         if call.hold_started is not None:
             call.hold_seconds += now - call.hold_started
             call.hold_started = None
