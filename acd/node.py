@@ -308,14 +308,19 @@ class AcdNode:
 
     def agent_state(self, ext: str) -> str:
         """The agent's state cluster-wide: its shared record, `reserved` while an offer holds it."""
+        return self.agent_status(ext)[0]
+
+    def agent_status(self, ext: str) -> tuple[str, str | None]:
+        """State and reason cluster-wide; the router's own while this node writes the record."""
         if ext in self._held_by:
-            return RINGING
-        if ext in self._engaged or ext in self._home:
-            own = self._router_state(ext)
-            if own is not None:
-                return own
+            return RINGING, None
+        agent = self.router.agents.get(ext)
+        if agent is not None and ext in self._engaged:
+            return agent.state, agent.reason
         record = self._records.get(ext)
-        return record.state if record is not None else LOGGED_OUT
+        if record is None:
+            return LOGGED_OUT, None
+        return record.state, record.reason
 
     # -- internals -------------------------------------------------------------------
     def _router_state(self, ext: str) -> str | None:

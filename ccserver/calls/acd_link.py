@@ -108,6 +108,11 @@ class LocalAcd:
     def queue_stats(self, queue: str, now: float) -> QueueStats:
         return self.router.queue_stats(queue, now)
 
+    def agent_status(self, ext: str) -> tuple[str, str | None]:
+        """The agent's state and reason, as the API shows them."""
+        agent = self.router.agents[ext]
+        return agent.state, agent.reason
+
 
 class ClusterAcd(LocalAcd):
     """The ACD of one node among several, over `AcdNode` and the shared live state.
@@ -257,6 +262,10 @@ class ClusterAcd(LocalAcd):
             longest_wait=max(0.0, self.clock() - oldest) if oldest is not None else 0.0,
             agents=agents,
         )
+
+    def agent_status(self, ext: str) -> tuple[str, str | None]:
+        """From the shared record (this node's own view while it rings or talks through it)."""
+        return self.node.agent_status(ext)
 
     # -- the worker --------------------------------------------------------------------
     def _run(self, job: Callable[[], Awaitable[Any]]) -> None:

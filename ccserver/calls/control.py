@@ -114,11 +114,12 @@ class CallControl:
         now = self.service.now()
         out = []
         for ext, agent in sorted(self.service.router.agents.items()):
+            state, reason = self.service.acd.agent_status(ext)
             out.append({
                 "agent": ext,
                 "name": self.extensions.get(ext, ext),
-                "state": agent.state,
-                "reason": agent.reason,
+                "state": state,
+                "reason": reason,
                 "seconds_in_state": round(max(0.0, now - agent.since), 3),
                 "contact_id": agent.call_id,
                 "queue": agent.queue,
