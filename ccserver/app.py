@@ -19,7 +19,7 @@ import numpy as np
 from aiohttp import web
 
 from acd.config import router_from_config
-from acd.state import StateUnavailable, live_state_from_config
+from acd.state import LiveState, StateUnavailable, live_state_from_config
 from ccserver.calls.acd_link import ClusterAcd
 from ccserver.calls.control import CallControl
 from ccserver.calls.service import CallService, CallSettings
@@ -87,7 +87,8 @@ class Node:
         self._http: web.AppRunner | None = None
         self.http_port = 0
         self.ami: AmiServer | None = None
-        self.cluster: ClusterAcd | None = None  # [state] backend = "redis"
+        self.state: LiveState | None = None  # the shared live state, [state] backend = "redis"
+        self.cluster: ClusterAcd | None = None
         self.shared_location: SharedLocation | None = None
 
     def prompt(self, text: str, voice: str) -> EncodedAudio | None:
@@ -112,6 +113,8 @@ class Node:
         cfg = self.cfg
         t0 = time.monotonic()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.state.backend == "redis":
+            await self._connect_state()  # first: without it the node must not start
 
         self.renderer = PromptRenderer(
             cfg.tts_cache_dir, default_voice=cfg.tts.voice, rate=cfg.tts.rate
@@ -188,8 +191,8 @@ class Node:
         self.control = CallControl(
             self.calls, {num: ext.name for num, ext in cfg.extensions.items()}
         )
-        if cfg.state.backend == "redis":
-            await self._join_cluster(router, registrations)
+        if self.state is not None:
+            await self._join_cluster(self.state, router, registrations)
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip
         await self.webhooks.start()
@@ -215,17 +218,25 @@ class Node:
             time.monotonic() - t0,
         )
 
-    async def _join_cluster(self, router: Any, registrations: Registrations) -> None:
-        """Route through the shared live state (docs/cluster.md); Redis must answer now."""
+    async def _connect_state(self) -> None:
+        state = live_state_from_config(self.cfg.state)
+        try:
+            await state.start()
+        except StateUnavailable as exc:
+            raise StartupError(f"[state] redis_url: {exc}") from None
+        self.state = state
+
+    async def _join_cluster(
+        self, state: LiveState, router: Any, registrations: Registrations
+    ) -> None:
+        """Route through the shared live state (docs/cluster.md)."""
         assert self.calls is not None
         cfg = self.cfg
-        state = live_state_from_config(cfg.state)
         loop = asyncio.get_running_loop()
         self.cluster = ClusterAcd(cfg.server.node_name, router, state, loop_time=loop.time)
         try:
             await self.cluster.start()
         except StateUnavailable as exc:
-            self.cluster = None
             raise StartupError(f"[state] redis_url: {exc}") from None
         self.cluster.deliver = self.calls._apply
         self.calls.acd = self.cluster
@@ -342,7 +353,9 @@ class Node:
         if self.shared_location is not None:
             await self.shared_location.close()
         if self.cluster is not None:
-            await self.cluster.close()
+            await self.cluster.close()  # closes the state too
+        elif self.state is not None:
+            await self.state.close()
         await self.webhooks.stop()
         self.clock.close()
         if self._http is not None:
@@ -386,7 +399,7 @@ async def serve(cfg: Config) -> None:
         await stop.wait()
     except StartupError as exc:
         log.error("cannot start: %s: %s", cfg.source_dir / "ccserver.toml", exc)
-        raise SystemExit(1) from None
+        raise
     finally:
         await node.stop()
 
@@ -400,5 +413,8 @@ def run_server(cfg: Config) -> None:
         factory: Any = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency
         factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve(cfg))
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(cfg))
+    except StartupError:
+        sys.exit(1)  # said why in the log

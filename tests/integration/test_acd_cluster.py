@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -269,3 +270,24 @@ async def test_calls_at_both_nodes_never_ring_one_agent_twice(
     await eventually(idle, 5, "both agents available and no call left in Redis")
     for node in (a, b):
         assert_clean_log(node)
+
+
+async def test_a_node_refuses_to_start_without_its_redis(start_server: StartServer) -> None:
+    """Redis unreachable at start: the node says which setting and why, and exits 1
+    (running alone would let it ring agents another node is ringing)."""
+    # A port held bound but not listening: refused, and nobody else can take it.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        closed = f"redis://127.0.0.1:{held.getsockname()[1]}/0"
+        with pytest.raises(RuntimeError) as caught:
+            await start_server(
+                edit=cluster_node("cc-a", closed, unique_prefix("cluster")), name="a"
+            )
+    message = str(caught.value)
+    assert "server exited (1)" in message, message
+    assert re.search(
+        rf"cannot start: \S+ccserver\.toml: \[state\] redis_url: Redis at {re.escape(closed)}"
+        r" unreachable",
+        message,
+    ), message
+    assert "Traceback" not in message
