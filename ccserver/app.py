@@ -249,6 +249,7 @@ class Node:
         )
         await self.shared_location.start()
         registrations.shared = self.shared_location
+        self.cluster.location = self.shared_location
         log.info("live state: redis, node %s, prefix %r", cfg.server.node_name,
                  cfg.state.key_prefix)  # fmt: skip
 

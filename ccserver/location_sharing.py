@@ -61,7 +61,7 @@ class SharedLocation:
         """Follow the feed, then read the other nodes' bindings (the feed first: nothing missed)."""
         self._feed = self.state.changes()
         for aor in self.aors:
-            await self._refresh(aor)
+            await self.refresh(aor)
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._write(), name="shared location writer"),
@@ -100,24 +100,40 @@ class SharedLocation:
             for b in self.location.lookup(aor, now)
         ]
 
+    async def write(self, aor: str) -> None:
+        """Write the bindings of `aor` now (before its agent's login is announced)."""
+        self._dirty.discard(aor)
+        try:
+            await self.state.set_bindings(aor, self.node, self._records(aor))
+        except StateUnavailable as exc:
+            log.warning("registration of %s not shared: %s", aor, exc)
+
+    async def find(self, aors: Iterable[str]) -> None:
+        """Make sure a phone registered anywhere is known here (before ringing it).
+
+        The feeds of the ACD and of the location service are read by two
+        tasks; an agent's login can reach this node before its binding did.
+        """
+        now = self.loop_time()
+        for aor in aors:
+            if not self.location.lookup(aor, now) and not self.lookup(aor, now):
+                await self.refresh(aor)
+
     async def _write(self) -> None:
         while True:
             await self._wake.wait()
             self._wake.clear()
             for aor in sorted(self._dirty):
-                self._dirty.discard(aor)
-                try:
-                    await self.state.set_bindings(aor, self.node, self._records(aor))
-                except StateUnavailable as exc:
-                    # Written again after the feed's resync, when the store is back.
-                    log.warning("registration of %s not shared: %s", aor, exc)
+                # Not shared while the store is away: written again after the resync.
+                await self.write(aor)
 
     # -- the other nodes' bindings ----------------------------------------------------
     def lookup(self, aor: str, now: float) -> list[Binding]:
         """Unexpired bindings other nodes hold for `aor` (`now` on the loop clock)."""
         return [b for b in self.remote.get(aor, []) if b.expires_at > now]
 
-    async def _refresh(self, aor: str) -> None:
+    async def refresh(self, aor: str) -> None:
+        """Read the other nodes' bindings of `aor` again."""
         try:
             records = await self.state.bindings(aor)
         except StateUnavailable as exc:
@@ -150,9 +166,9 @@ class SharedLocation:
                 for aor in self.aors:
                     if self.location.lookup(aor, self.loop_time()):
                         self.publish(aor)  # the store may have restarted empty
-                    await self._refresh(aor)
+                    await self.refresh(aor)
             elif change.kind == BINDING and change.data.get("node") != self.node:
-                await self._refresh(str(change.data["aor"]))
+                await self.refresh(str(change.data["aor"]))
 
 
 def _address_of(contact: str) -> tuple[str, int]:

@@ -32,6 +32,8 @@ from acd.node import AcdNode
 from acd.router import AcdError, Offer, Router
 from acd.state import LiveState, StateUnavailable
 from acd.stats import QueueStats
+from ccserver.location_sharing import SharedLocation
+from ccserver.registration import aor_of
 
 __all__ = ["ClusterAcd", "LocalAcd"]
 
@@ -138,6 +140,7 @@ class ClusterAcd(LocalAcd):
         self.clock = clock
         self._loop_time = loop_time
         self.deliver: Deliver = lambda offers: None
+        self.location: SharedLocation | None = None  # where the agents' phones are
         self.node = AcdNode(
             node, router, state, self._offered, clock=clock, keep_changes=True,
             after_change=self._flush_soon,
@@ -145,7 +148,7 @@ class ClusterAcd(LocalAcd):
         self._jobs: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._offers: list[Offer] = []
-        self._flush_pending = False
+        self._flush_queued = False
 
     # -- life cycle ------------------------------------------------------------------
     async def start(self) -> None:
@@ -195,10 +198,16 @@ class ClusterAcd(LocalAcd):
         return departure
 
     def login(self, ext: str, now: float, reason: str | None = None) -> list[Offer]:
-        if reason is not None:
-            self._run(lambda: self.node.pause(ext, reason))
-        else:
-            self._run(lambda: self.node.login(ext))
+        async def login() -> None:
+            if self.location is not None:
+                # The phone first: a node that sees the login must find the phone.
+                await self.location.write(aor_of(ext))
+            if reason is not None:
+                await self.node.pause(ext, reason)
+            else:
+                await self.node.login(ext)
+
+        self._run(login)
         return []
 
     def logout(self, ext: str, now: float, reason: str | None = None) -> list[Offer]:
@@ -282,27 +291,31 @@ class ClusterAcd(LocalAcd):
                 log.warning("ACD event not applied: %r", exc)
             except StateUnavailable as exc:
                 log.warning("live state unreachable: %s", exc)
+            try:
+                await self._flush()  # what the event did, even if it failed halfway
             finally:
                 self._jobs.task_done()
-            self._flush()
 
     def _offered(self, offer: Offer) -> None:
         """An offer reserved in the shared state: the call model rings the phone."""
         self._offers.append(offer)
 
     def _flush_soon(self) -> None:
-        if not self._flush_pending:
-            self._flush_pending = True
-            asyncio.get_running_loop().call_soon(self._flush)
+        """A change from the feed was applied: its offers go out through the worker."""
+        if not self._flush_queued:
+            self._flush_queued = True
+            self._run(self._flush)
 
-    def _flush(self) -> None:
+    async def _flush(self) -> None:
         """Hand the reserved offers, agent log and decisions to the call model.
 
         Not while the node is inside an event (the router's log still holds
         mirror moves then): whoever holds it flushes when done.
         """
-        self._flush_pending = False
+        self._flush_queued = False
         if self.node.busy:
             return
         offers, self._offers = self._offers, []
+        if offers and self.location is not None:
+            await self.location.find(aor_of(o.agent) for o in offers)
         self.deliver(offers)
