@@ -193,7 +193,7 @@ def test_redis_without_a_url_is_refused_at_start(tmp_path: Path) -> None:
     assert 'required with backend = "redis"' in error.reason
     toml.write_text(
         toml.read_text().replace(
-            'backend = "redis"', 'backend = "redis"\nredis_url = "redis://127.0.0.1:6390/1"'
+            'backend = "redis"', 'backend = "redis"\nredis_url = "redis://127.0.0.1:6390/1"', 1
         )
     )
     state = load_config(cfg).state
