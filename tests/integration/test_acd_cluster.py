@@ -48,6 +48,7 @@ from tests.integration.test_call_flows import (
     AUDIBLE_DBOV,
     assert_clean_log,
     events,
+    lingering_agent,
     states,
     summary_between,
     timeline,
@@ -82,14 +83,16 @@ def cluster_node(node: str, redis_url: str, prefix: str) -> ConfigEdit:
 
 
 async def two_nodes(
-    start_server: StartServer, redis: RedisServer, prefix: str
+    start_server: StartServer, redis: RedisServer, prefix: str, **general: object
 ) -> tuple[ServerProcess, ServerProcess]:
-    """Nodes A and B of one cluster, started together (each renders its prompts)."""
+    """Nodes A and B of one cluster, started together (each renders its prompts);
+    queue "general" gets a 0.5 s wrap-up and the `general` settings."""
+    settings: dict[str, object] = {"wrap_up": 0.5, **general}
     started = await asyncio.gather(
         *(
             start_server(
                 edit=edits(
-                    cluster_node(name, redis.url, prefix), queue_settings("general", wrap_up=0.5)
+                    cluster_node(name, redis.url, prefix), queue_settings("general", **settings)
                 ),
                 name=name,
             )
@@ -126,13 +129,17 @@ async def shared_state(redis: RedisServer, prefix: str) -> Snapshot:
         await state.close()
 
 
-async def queue_view(node: ServerProcess, queue: str = "general") -> dict[str, Any]:
+async def api(node: ServerProcess, path: str) -> Any:
     async with (
         aiohttp.ClientSession() as http,
-        http.get(f"http://127.0.0.1:{node.http_port}/api/queues", headers=SUPERVISOR) as r,
+        http.get(f"http://127.0.0.1:{node.http_port}{path}", headers=SUPERVISOR) as r,
     ):
         assert r.status == 200, await r.text()
-        rows: list[dict[str, Any]] = await r.json()
+        return await r.json()
+
+
+async def queue_view(node: ServerProcess, queue: str = "general") -> dict[str, Any]:
+    rows: list[dict[str, Any]] = await api(node, "/api/queues")
     (row,) = [q for q in rows if q["queue"] == queue]
     return row
 
@@ -177,6 +184,8 @@ async def test_call_at_node_b_rings_the_agent_registered_at_node_a(
     # Node B never saw a REGISTER: the login reached it through Redis.
     await eventually(b_sees_1001_available, 5, "node B to see 1001 available")
     assert not any("extension 1001 registered" in line for line in b.lines)
+    seen_at_b = await api(b, "/api/agents/1001")
+    assert (seen_at_b["state"], seen_at_b["registered"]) == ("available", True), seen_at_b
 
     port = free_port_block(4)
     capture = await peers.capture([port])
@@ -268,6 +277,51 @@ async def test_calls_at_both_nodes_never_ring_one_agent_twice(
         return snap if free and not snap.calls and not snap.reservations else None
 
     await eventually(idle, 5, "both agents available and no call left in Redis")
+    for node in (a, b):
+        assert_clean_log(node)
+
+
+async def test_no_answer_and_abandon_reach_the_shared_state(
+    start_server: StartServer, peers: Peers, redis_server: RedisServer
+) -> None:
+    """1001 registered at node A never answers. Node B rings it for its
+    caller; after the 2 s ring timeout B cancels the INVITE and releases the
+    reservation with 1001 made not ready "no answer" for every node. The
+    caller then hangs up: its call leaves the shared queue."""
+    prefix = unique_prefix("cluster")
+    a, b = await two_nodes(start_server, redis_server, prefix, ring_timeout=2)
+    mark = len(a.lines)
+    slow = await lingering_agent(
+        peers, a, extension="1001", behaviour="noanswer", linger_ms=8000, wait_ms=15000
+    )
+    await a.wait_log(r"extension 1001 registered", start=mark)
+
+    async def b_sees_1001_available() -> bool:
+        return (await queue_view(b))["agents"].get("available") == 1
+
+    await eventually(b_sees_1001_available, 5, "node B to see 1001 available")
+    call = await caller(peers, b, "0600000001", talk_ms=4500)
+    await call.wait()
+    contact = await closed_contact(b, "0600000001")
+    assert timeline(contact) == [
+        "arrived", "accepted", "queued", "offered", "ringing", "no_answer", "abandoned", "ended",
+    ], timeline(contact)  # fmt: skip
+    assert contact.outcome == "abandoned"
+    got = [m.method for m in slow.messages() if not m.sent and m.status is None]
+    assert [m for m in got if m != "REGISTER"] == ["INVITE", "CANCEL", "ACK"], got
+    assert invites_from(slow, b) == 1
+
+    async def settled() -> Snapshot | None:
+        snap = await shared_state(redis_server, prefix)
+        return snap if not snap.calls and not snap.reservations else None
+
+    snap = await eventually(settled, 5, "the call gone from the shared state")
+    record = snap.agents["1001"]
+    assert (record.state, record.reason) == ("not-ready", "no answer"), record
+    # The agent's home node shows what node B wrote.
+    at_a = await api(a, "/api/agents/1001")
+    assert (at_a["state"], at_a["reason"]) == ("not-ready", "no answer"), at_a
+    assert (await queue_view(a))["waiting"] == 0
     for node in (a, b):
         assert_clean_log(node)
 
