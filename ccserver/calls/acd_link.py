@@ -159,6 +159,7 @@ class ClusterAcd(LocalAcd):
 
     async def close(self) -> None:
         """Apply the events still queued (calls hung up at stop), then disconnect."""
+        self.deliver = lambda offers: None  # the call model is closed: nothing rings now
         worker, self._worker = self._worker, None
         if worker is not None:
             with contextlib.suppress(TimeoutError):
