@@ -198,3 +198,21 @@ def test_redis_without_a_url_is_refused_at_start(tmp_path: Path) -> None:
     )
     state = load_config(cfg).state
     assert (state.redis_url, state.key_prefix) == ("redis://127.0.0.1:6390/1", "ccserver:")
+
+
+def test_ring_all_is_refused_in_a_cluster(tmp_path: Path) -> None:
+    cfg = tmp_path / "config"
+    shutil.copytree(shipped_config_dir(), cfg)
+    toml = cfg / "ccserver.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            'backend = "memory"', 'backend = "redis"\nredis_url = "redis://127.0.0.1:6390/1"', 1
+        )
+    )
+    queues = cfg / "queues.toml"
+    queues.write_text(queues.read_text() + '\n[queues.all]\nstrategy = "ring-all"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_config(cfg)
+    (error,) = caught.value.errors
+    assert error.file.endswith("queues.toml") and error.key == "queues.all.strategy"
+    assert "ring-all is not supported" in error.reason
