@@ -122,9 +122,18 @@ class AcdNode:
 
     # -- life cycle ----------------------------------------------------------------
     async def start(self) -> None:
-        """Follow the feed, then load the state (the feed first, so nothing is missed)."""
+        """Follow the feed, then load the state (the feed first, so nothing is missed).
+
+        Calls the store still holds for this node are from before it stopped
+        (or died): their callers are gone with that process, so they leave.
+        """
         self._feed = self.state.changes()
         async with self._lock:
+            for call in (await self.state.snapshot()).calls:
+                if call.node == self.node and call.call_id not in self._queued:
+                    log.warning("call %s: left queued by this node's last run, removed",
+                                call.call_id)  # fmt: skip
+                    await self.state.remove_call(call.call_id)
             await self._reload()
         self._follower = asyncio.get_running_loop().create_task(
             self._follow(), name=f"acd node {self.node}"

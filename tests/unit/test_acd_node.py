@@ -309,3 +309,20 @@ async def test_a_call_the_router_lets_go_leaves_the_shared_state(cluster: list[M
     await a.node.handle_timer()
     assert await a.state.calls() == []
     assert a.node.shared_calls() == []
+
+
+async def test_a_restarted_node_removes_the_calls_its_last_run_left(
+    cluster: list[Member],
+) -> None:
+    store = MemoryStore()
+    a = await join(cluster, "A", MemoryLiveState(store))
+    b = await join(cluster, "B", MemoryLiveState(store))
+    await a.node.enqueue("c1", "q")
+    await b.node.enqueue("c2", "q")
+    # Node A dies: its process, its callers and its view are gone.
+    cluster.remove(a)
+    await a.node.close()
+    await a.state.close()
+    assert {c.call_id for c in await b.state.calls()} == {"c1", "c2"}
+    await join(cluster, "A", MemoryLiveState(store))
+    assert [c.call_id for c in await b.state.calls()] == ["c2"]  # B's own stays
