@@ -15,6 +15,7 @@ from typing import TypeVar
 
 import pytest
 
+from acd.decisions import Announce, Overflow
 from acd.router import AVAILABLE, Offer, QueueSpec, Router
 from acd.state import RESYNC, Change
 from acd.state_memory import MemoryLiveState, MemoryStore
@@ -41,18 +42,22 @@ async def until(probe: Callable[[], T | None], what: str) -> T:
 class Node:
     """One node's adapter and what it handed the call model."""
 
-    def __init__(self, name: str, store: MemoryStore, wrap_up: float = 0.0) -> None:
-        spec = QueueSpec("q", ("a1", "a2"), ring_timeout=10.0, wrap_up=wrap_up)
+    def __init__(
+        self, name: str, store: MemoryStore, wrap_up: float = 0.0, announce: bool = False
+    ) -> None:
+        spec = QueueSpec("q", ("a1", "a2"), ring_timeout=10.0, wrap_up=wrap_up,
+                         announce_position=announce)  # fmt: skip
         loop = asyncio.get_running_loop()
         self.acd = ClusterAcd(name, Router({"q": spec}), MemoryLiveState(store),
                               loop_time=loop.time)  # fmt: skip
         self.rung: list[Offer] = []
-        self.deliveries = 0
+        self.decisions: list[Announce | Overflow] = []
         self.acd.deliver = self._deliver
 
     def _deliver(self, offers: list[Offer]) -> None:
-        self.deliveries += 1
+        """What the call model's `_apply` does first: ring, then the router's own decisions."""
         self.rung.extend(offers)
+        self.decisions.extend(self.acd.router.take_decisions())
 
 
 @pytest.fixture
@@ -60,8 +65,8 @@ async def nodes() -> AsyncIterator[Callable[..., Node]]:
     store = MemoryStore()
     made: list[Node] = []
 
-    def make(name: str, wrap_up: float = 0.0) -> Node:
-        node = Node(name, store, wrap_up)
+    def make(name: str, wrap_up: float = 0.0, announce: bool = False) -> Node:
+        node = Node(name, store, wrap_up, announce)
         made.append(node)
         return node
 
@@ -216,3 +221,17 @@ def test_ring_all_is_refused_in_a_cluster(tmp_path: Path) -> None:
     (error,) = caught.value.errors
     assert error.file.endswith("queues.toml") and error.key == "queues.all.strategy"
     assert "ring-all is not supported" in error.reason
+
+
+async def test_the_routers_own_decisions_reach_the_call_model(nodes: Callable[..., Node]) -> None:
+    a = nodes("A", announce=True)
+    await a.acd.start()
+    now = asyncio.get_running_loop().time()
+    a.acd.enqueue("c1", "q", now)
+    a.acd.enqueue("c2", "q", now)
+    await until(lambda: len(a.decisions) == 2, "two announcements")
+    assert all(isinstance(d, Announce) for d in a.decisions)
+    assert [(d.call_id, getattr(d, "position", None)) for d in a.decisions] == [
+        ("c1", 1),
+        ("c2", 2),
+    ]
