@@ -319,4 +319,7 @@ class ClusterAcd(LocalAcd):
         offers, self._offers = self._offers, []
         if offers and self.location is not None:
             await self.location.find(aor_of(o.agent) for o in offers)
+            if self.node.busy:  # a change came in meanwhile: its flush takes these too
+                self._offers[:0] = offers
+                return
         self.deliver(offers)
