@@ -18,9 +18,11 @@ router decide again. No offer ever reaches the call model unreserved, which
 is what keeps two nodes from ringing one agent.
 
 This glue uses the router's public event methods only; mirror moves are
-ordinary logins and logouts, so the router's own agent log and statistics
-count them too (`changes` is drained and dropped here; the shared records
-are the cluster's log). Ring-all queues are not supported across nodes: a
+ordinary logins and logouts, so the router's statistics count them too. Its
+agent log (`changes`) is dropped here, or, with `keep_changes`, left for the
+call model with the mirror moves taken out: each node then logs the changes
+it made itself (a login at its phone, an offer it made, a call it connected),
+and no node logs another's. Ring-all queues are not supported across nodes: a
 reservation holds one agent per call.
 """
 
@@ -33,10 +35,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from acd.agents import AgentChange
 from acd.router import AVAILABLE, LOGGED_OUT, NOT_READY, WRAP_UP, Offer, Router
 from acd.router import RESERVED as RINGING
 from acd.state import (
     AGENT,
+    CALL_ADDED,
     CALL_REMOVED,
     CONFIRMED,
     RELEASED,
@@ -88,6 +92,8 @@ class AcdNode:
         *,
         clock: Callable[[], float] = time.time,
         reserve_slack: float = RESERVE_SLACK,
+        keep_changes: bool = False,
+        after_change: Callable[[], None] | None = None,
     ) -> None:
         self.node = node
         self.router = router
@@ -95,6 +101,8 @@ class AcdNode:
         self.on_offer = on_offer
         self.clock = clock
         self.reserve_slack = reserve_slack
+        self.keep_changes = keep_changes
+        self.after_change = after_change  # told after each change from the feed is applied
         self._lock = asyncio.Lock()
         self._in_hand = False  # the follower holds a change it has not applied yet
         self._applied = asyncio.Event()
@@ -110,12 +118,22 @@ class AcdNode:
         self._outbox: dict[str, AgentRecord] = {}
         self._to_confirm: dict[str, str] = {}  # call id -> agent
         self._to_remove: set[str] = set()
+        self._shared_calls: dict[str, QueuedCall] = {}  # every node's queued calls
 
     # -- life cycle ----------------------------------------------------------------
     async def start(self) -> None:
-        """Follow the feed, then load the state (the feed first, so nothing is missed)."""
+        """Follow the feed, then load the state (the feed first, so nothing is missed).
+
+        Calls the store still holds for this node are from before it stopped
+        (or died): their callers are gone with that process, so they leave.
+        """
         self._feed = self.state.changes()
         async with self._lock:
+            for call in (await self.state.snapshot()).calls:
+                if call.node == self.node and call.call_id not in self._queued:
+                    log.warning("call %s: left queued by this node's last run, removed",
+                                call.call_id)  # fmt: skip
+                    await self.state.remove_call(call.call_id)
             await self._reload()
         self._follower = asyncio.get_running_loop().create_task(
             self._follow(), name=f"acd node {self.node}"
@@ -135,7 +153,7 @@ class AcdNode:
             now = self.clock()
             self._home.add(ext)
             await self._write(AgentRecord(ext, AVAILABLE, None, now, self.node))
-            await self._place(self._sync(ext))
+            await self._place(self._sync(ext, mirror=False))
 
     async def logout(self, ext: str, reason: str | None = None) -> None:
         async with self._lock:
@@ -156,19 +174,29 @@ class AcdNode:
             node = home.node if home is not None else self.node
             await self._write(AgentRecord(ext, AVAILABLE, None, now, node))
             self._engaged.discard(ext)
-            await self._place(self._sync(ext))
+            await self._place(self._sync(ext, mirror=False))
 
     # -- calls this node owns ----------------------------------------------------------
-    async def enqueue(self, call_id: str, queue: str, priority: int = 0) -> None:
+    async def enqueue(
+        self,
+        call_id: str,
+        queue: str,
+        priority: int = 0,
+        *,
+        skills: dict[str, int] | None = None,
+        tier: str | None = None,
+    ) -> None:
         async with self._lock:
             now = self.clock()
-            call = QueuedCall(call_id, queue, self.node, priority, now)
+            call = QueuedCall(call_id, queue, self.node, priority, now, skills or {}, tier)
             self._queued[call_id] = call
+            self._shared_calls[call_id] = call
             try:
                 await self.state.add_call(call)  # shared first: a reservation needs it
             except StateUnavailable:
                 log.warning("call %s: live state unreachable, queued here only", call_id)
-            await self._place(self.router.enqueue(call_id, queue, now, priority))
+            offers = self.router.enqueue(call_id, queue, now, priority, skills=skills, tier=tier)
+            await self._place(offers)
 
     async def answered(self, call_id: str) -> bool:
         """The agent answered. False if the shared state gave the call or agent away.
@@ -179,6 +207,7 @@ class AcdNode:
         async with self._lock:
             held = self._offers.pop(call_id)
             self._queued.pop(call_id, None)
+            self._shared_calls.pop(call_id, None)
             try:
                 confirmed = await self.state.confirm(call_id, held.agent)
             except StateUnavailable:
@@ -215,21 +244,40 @@ class AcdNode:
                 pass  # the reservation lapses by itself
             await self._place(self.router.declined(call_id, self.clock()))
 
-    async def remove(self, call_id: str) -> str | None:
-        """The caller left; returns the agent being rung, whose INVITE must be cancelled."""
+    async def remove(self, call_id: str, *, abandoned: bool = False) -> str | None:
+        """The caller left; returns the agent being rung, whose INVITE must be cancelled.
+
+        `abandoned`: the caller hung up (counted in the queue's statistics),
+        rather than the call model taking it out.
+        """
         async with self._lock:
             self._queued.pop(call_id, None)
+            self._shared_calls.pop(call_id, None)
             held = self._offers.pop(call_id, None)
             try:
                 await self.state.remove_call(call_id)  # frees a reserved agent too
             except StateUnavailable:
                 self._to_remove.add(call_id)
-            ringing = self.router.remove(call_id, self.clock())
+            if abandoned:
+                departure = self.router.abandon(call_id, self.clock())
+                ringing = departure.agents[0] if departure and departure.agents else None
+            else:
+                ringing = self.router.remove(call_id, self.clock())
             if held is not None:
                 self._engaged.discard(held.agent)
             # The router may match a freed agent on its next timer, not at once.
             await self._run_timers()
             return ringing
+
+    async def pause(self, ext: str, reason: str) -> None:
+        """The agent takes a break (`not-ready` with a reason code), written to the store."""
+        async with self._lock:
+            now = self.clock()
+            self.router.pause(ext, now, reason)
+            home = self._records.get(ext)
+            node = home.node if home is not None else self.node
+            await self._write(AgentRecord(ext, NOT_READY, reason, now, node))
+            self._drain()
 
     async def hangup(self, ext: str) -> None:
         """The agent's call (on this node) ended: wrap-up here, then available."""
@@ -261,6 +309,27 @@ class AcdNode:
     def offers(self) -> dict[str, str]:
         """Offers this node holds: call id -> agent."""
         return {call_id: held.agent for call_id, held in self._offers.items()}
+
+    def shared_calls(self, queue: str | None = None) -> list[QueuedCall]:
+        """Queued calls of every node (ringing ones included), as this node last saw them."""
+        calls = sorted(self._shared_calls.values(), key=QueuedCall.order_key)
+        return [c for c in calls if queue is None or c.queue == queue]
+
+    def agent_state(self, ext: str) -> str:
+        """The agent's state cluster-wide: its shared record, `reserved` while an offer holds it."""
+        return self.agent_status(ext)[0]
+
+    def agent_status(self, ext: str) -> tuple[str, str | None]:
+        """State and reason cluster-wide; the router's own while this node writes the record."""
+        if ext in self._held_by:
+            return RINGING, None
+        agent = self.router.agents.get(ext)
+        if agent is not None and ext in self._engaged:
+            return agent.state, agent.reason
+        record = self._records.get(ext)
+        if record is None:
+            return LOGGED_OUT, None
+        return record.state, record.reason
 
     # -- internals -------------------------------------------------------------------
     def _router_state(self, ext: str) -> str | None:
@@ -301,7 +370,42 @@ class AcdNode:
             self._engaged.discard(ext)
 
     def _drain(self) -> None:
-        self.router.changes.clear()  # the shared records are the cluster's agent log
+        """Take the mirror moves out of the router's agent log (or all of it)."""
+        if not self.keep_changes:
+            self.router.changes.clear()  # the shared records are the cluster's agent log
+            return
+        self.router.changes[:] = [ch for ch in self.router.changes if not _mirror_move(ch)]
+
+    def _unlog_offer(self, offer: Offer) -> None:
+        """An offer that was never made leaves no `reserved` line in the agent log."""
+        changes = self.router.changes
+        for i in range(len(changes) - 1, -1, -1):
+            ch = changes[i]
+            if ch.agent == offer.agent and ch.new == RINGING and ch.call_id == offer.call_id:
+                del changes[i]
+                return
+
+    async def _reconcile_calls(self) -> None:
+        """Follow the router when it let go of a call or moved it (overflow, max wait)."""
+        for call_id, call in list(self._queued.items()):
+            if call_id in self._offers:
+                continue
+            queue = self.router.queue_of(call_id)
+            if queue == call.queue:
+                continue
+            try:
+                if queue is None:
+                    del self._queued[call_id]
+                    self._shared_calls.pop(call_id, None)
+                    await self.state.remove_call(call_id)
+                else:
+                    moved = QueuedCall(call_id, queue, self.node, call.priority,
+                                       call.enqueued_at, call.skills, call.tier)  # fmt: skip
+                    self._queued[call_id] = self._shared_calls[call_id] = moved
+                    await self.state.add_call(moved)
+            except StateUnavailable:
+                if queue is None:
+                    self._to_remove.add(call_id)
 
     def _stand_down(self, offers: list[Offer]) -> None:
         """Take back offers that will not be reserved: their agents leave this router."""
@@ -336,6 +440,7 @@ class AcdNode:
                 continue
             # Stale view: take the agent out of this router (the call goes back
             # to the head of its line), reload, and let the router decide again.
+            self._unlog_offer(offer)
             pending.extend(self.router.logout(offer.agent, self.clock(), ELSEWHERE))
             redecided += 1
             if redecided > MAX_REDECIDE:
@@ -350,6 +455,7 @@ class AcdNode:
                 break
             pending.extend(self._mirror(snap))
         self._drain()
+        await self._reconcile_calls()
 
     async def _reload(self) -> None:
         """Catch up on missed writes, put back what the store lost of ours, mirror."""
@@ -382,6 +488,7 @@ class AcdNode:
 
     def _mirror(self, snap: Snapshot) -> list[Offer]:
         self._records.update(snap.agents)
+        self._shared_calls = {c.call_id: c for c in snap.calls}
         self._held_by = {r.agent: r.call_id for r in snap.reservations.values()}
         for call_id in list(self._offers):
             held = snap.reservations.get(call_id)
@@ -392,20 +499,34 @@ class AcdNode:
             offers += self._sync(ext)
         return offers
 
-    def _sync(self, ext: str) -> list[Offer]:
-        """Make the router's view of one agent match the shared state."""
+    def _sync(self, ext: str, *, mirror: bool = True) -> list[Offer]:
+        """Make the router's view of one agent match the shared state.
+
+        `mirror`: the change was made elsewhere, so it stays out of this node's log.
+        """
         state = self._router_state(ext)
         if ext in self._engaged or state is None or state == RINGING:
             return []  # ours to write, unknown here, or an offer being reserved
         record = self._records.get(ext)
         now = self.clock()
+        mark = len(self.router.changes)
+        offers: list[Offer] = []
         if record is not None and record.state == AVAILABLE and ext not in self._held_by:
             if state == LOGGED_OUT:
                 # The shared idle start, so longest-idle compares across nodes.
-                return self.router.login(ext, min(record.since, now))
-            if state in (NOT_READY, WRAP_UP):
-                return self.router.ready(ext, now)
-            return []
+                offers = self.router.login(ext, min(record.since, now))
+            elif state in (NOT_READY, WRAP_UP):
+                offers = self.router.ready(ext, now)
+            else:
+                return []
+            if not mirror:
+                return offers
+            # Another node's change, mirrored: that node logs it, not this one.
+            self.router.changes[mark:] = [
+                ch for ch in self.router.changes[mark:]
+                if not (ch.agent == ext and ch.new == AVAILABLE)
+            ]  # fmt: skip
+            return offers
         if state != LOGGED_OUT:
             return self.router.logout(ext, now, ELSEWHERE)
         return []
@@ -423,6 +544,8 @@ class AcdNode:
             finally:
                 self._in_hand = False
                 self._applied.set()
+            if self.after_change is not None:
+                self.after_change()
 
     async def settle(self) -> None:
         """Wait until every change received so far is applied to the router.
@@ -435,6 +558,11 @@ class AcdNode:
             await self._applied.wait()
 
     @property
+    def busy(self) -> bool:
+        """True while an event or a change is being applied."""
+        return self._lock.locked()
+
+    @property
     def behind(self) -> bool:
         """True while changes received from the feed wait to be applied."""
         feed = self._feed
@@ -444,6 +572,12 @@ class AcdNode:
         if change.kind == RESYNC:
             await self._reload()
             return
+        if change.kind == CALL_ADDED:
+            added = change.call()
+            if added is not None:
+                self._shared_calls[added.call_id] = added
+        elif change.kind in (CALL_REMOVED, CONFIRMED) and change.call_id is not None:
+            self._shared_calls.pop(change.call_id, None)
         ext = change.agent
         if ext is None:
             return
@@ -468,3 +602,8 @@ class AcdNode:
         else:
             return
         await self._place(self._sync(ext))
+
+
+def _mirror_move(change: AgentChange) -> bool:
+    """A logout that only mirrors another node's agent (busy or away there)."""
+    return change.reason == ELSEWHERE

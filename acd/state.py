@@ -514,15 +514,18 @@ def ttl_ms(ttl: float) -> int:
     return max(1, math.ceil(ttl * 1000))
 
 
-def live_state_from_config(cfg: StateConfig, *, prefix: str = "ccserver:") -> LiveState:
+def live_state_from_config(cfg: StateConfig, *, prefix: str | None = None) -> LiveState:
     """The backend `[state]` asks for, not yet started.
 
-    Every node of one cluster must use the same Redis database and prefix.
+    Every node of one cluster must use the same Redis database and prefix
+    (`key_prefix`, unless `prefix` overrides it).
     """
     if cfg.backend == "redis":
         from acd.state_redis import RedisLiveState
 
-        return RedisLiveState(cfg.redis_url, prefix=prefix)
+        if cfg.redis_url is None:  # refused by the config schema already
+            raise StateError('backend = "redis" needs a redis_url')
+        return RedisLiveState(cfg.redis_url, prefix=cfg.key_prefix if prefix is None else prefix)
     from acd.state_memory import MemoryLiveState
 
     return MemoryLiveState()

@@ -19,15 +19,18 @@ import numpy as np
 from aiohttp import web
 
 from acd.config import router_from_config
+from acd.state import LiveState, StateUnavailable, live_state_from_config
 from agent_console.web import setup_console
+from ccserver.calls.acd_link import ClusterAcd
 from ccserver.calls.control import CallControl
 from ccserver.calls.service import CallService, CallSettings
 from ccserver.config import Config
 from ccserver.demo_traffic import DemoSettings, DemoTraffic
 from ccserver.events import EventBus
+from ccserver.location_sharing import SharedLocation
 from ccserver.media.endpoint import RtpPorts
 from ccserver.media.player import EncodedAudio, MediaClock
-from ccserver.registration import Registrations
+from ccserver.registration import Registrations, aor_of
 from ccserver.sip_endpoint import SipEndpoint
 from ccserver.storage.customers import seed_customers
 from ccserver.storage.database import make_engine
@@ -93,6 +96,9 @@ class Node:
         self._http: web.AppRunner | None = None
         self.http_port = 0
         self.ami: AmiServer | None = None
+        self.state: LiveState | None = None  # the shared live state, [state] backend = "redis"
+        self.cluster: ClusterAcd | None = None
+        self.shared_location: SharedLocation | None = None
 
     def prompt(self, text: str, voice: str) -> EncodedAudio | None:
         return self.prompts.get((text, voice))
@@ -116,6 +122,8 @@ class Node:
         cfg = self.cfg
         t0 = time.monotonic()
         cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        if cfg.state.backend == "redis":
+            await self._connect_state()  # first: without it the node must not start
 
         self.renderer = PromptRenderer(
             cfg.tts_cache_dir, default_voice=cfg.tts.voice, rate=cfg.tts.rate
@@ -198,6 +206,8 @@ class Node:
         self.control = CallControl(
             self.calls, {num: ext.name for num, ext in cfg.extensions.items()}
         )
+        if self.state is not None:
+            await self._join_cluster(self.state, router, registrations)
         self.sip = SipEndpoint(self.calls)
         self.calls.sip = self.sip
         await self.webhooks.start()
@@ -222,6 +232,41 @@ class Node:
             cfg.database_url.split("://")[0],
             time.monotonic() - t0,
         )
+
+    async def _connect_state(self) -> None:
+        state = live_state_from_config(self.cfg.state)
+        try:
+            await state.start()
+        except StateUnavailable as exc:
+            raise StartupError(f"[state] redis_url: {exc}") from None
+        self.state = state
+
+    async def _join_cluster(
+        self, state: LiveState, router: Any, registrations: Registrations
+    ) -> None:
+        """Route through the shared live state (docs/cluster.md)."""
+        assert self.calls is not None
+        cfg = self.cfg
+        loop = asyncio.get_running_loop()
+        self.cluster = ClusterAcd(cfg.server.node_name, router, state, loop_time=loop.time)
+        try:
+            await self.cluster.start()
+        except StateUnavailable as exc:
+            raise StartupError(f"[state] redis_url: {exc}") from None
+        self.cluster.deliver = self.calls._apply
+        self.calls.acd = self.cluster
+        self.shared_location = SharedLocation(
+            state,
+            cfg.server.node_name,
+            registrations.location,
+            [aor_of(num) for num in cfg.extensions],
+            loop.time,
+        )
+        await self.shared_location.start()
+        registrations.shared = self.shared_location
+        self.cluster.location = self.shared_location
+        log.info("live state: redis, node %s, prefix %r", cfg.server.node_name,
+                 cfg.state.key_prefix)  # fmt: skip
 
     async def lookup_account(self, account: str, call_id: str) -> Any:
         if self.customers is None:
@@ -324,6 +369,12 @@ class Node:
                 await self.calls.speech.close()
         if self.sip is not None:
             await self.sip.close()
+        if self.shared_location is not None:
+            await self.shared_location.close()
+        if self.cluster is not None:
+            await self.cluster.close()  # closes the state too
+        elif self.state is not None:
+            await self.state.close()
         await self.webhooks.stop()
         self.clock.close()
         if self._http is not None:
@@ -339,6 +390,10 @@ class Node:
         if self.renderer is not None:
             await self.renderer.close()
         log.info("stopped")
+
+
+class StartupError(Exception):
+    """The node cannot start; the message says which setting and why."""
 
 
 def setup_logging(level: str) -> None:
@@ -381,6 +436,9 @@ async def serve(cfg: Config, demo: DemoSettings | None = None) -> None:
         if demo is not None:
             traffic = await start_demo_traffic(node, demo)
         await stop.wait()
+    except StartupError as exc:
+        log.error("cannot start: %s: %s", cfg.source_dir / "ccserver.toml", exc)
+        raise
     finally:
         if traffic is not None:
             await traffic.stop()
@@ -396,5 +454,8 @@ def run_server(cfg: Config, demo: DemoSettings | None = None) -> None:
         factory: Any = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency
         factory = None
-    with asyncio.Runner(loop_factory=factory) as runner:
-        runner.run(serve(cfg, demo))
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(serve(cfg, demo))
+    except StartupError:
+        sys.exit(1)  # said why in the log

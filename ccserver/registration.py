@@ -2,7 +2,9 @@
 
 Glue between SIP messages and the sans-IO pieces in `ccserver.sip.digest`
 and `ccserver.sip.registrar`; it reports agents' phones coming and going so
-the ACD can log agents in and out with their phones.
+the ACD can log agents in and out with their phones. In a cluster (`shared`
+set) every change is also written to the shared location service, and a
+phone registered at another node is found there.
 """
 
 from __future__ import annotations
@@ -10,11 +12,15 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ccserver.sip.digest import DigestAuthenticator, NonceManager
 from ccserver.sip.errors import RemoteProtocolError
 from ccserver.sip.message import Request, Response, make_response
 from ccserver.sip.registrar import Binding, ContactRequest, LocationService, RegistrarError
+
+if TYPE_CHECKING:
+    from ccserver.location_sharing import SharedLocation
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +70,7 @@ class Registrations:
         self.auth = DigestAuthenticator(realm, self.nonces, passwords.get, algorithms=algorithms)
         self.location = LocationService(min_expires=min_expires)
         self._on_change = on_change
+        self.shared: SharedLocation | None = None  # the cluster's location service
 
     def authenticate(
         self, request: Request, now: float, *, proxy: bool
@@ -116,6 +123,8 @@ class Registrations:
         except RemoteProtocolError as exc:
             return make_response(request, exc.status, exc.reason)
         after = bool(bindings)
+        if self.shared is not None:
+            self.shared.publish(aor_of(aor))
         if before != after:
             log.info("extension %s %s", aor, "registered" if after else "unregistered")
             self._on_change(aor, after)
@@ -147,10 +156,16 @@ class Registrations:
     def expire(self, now: float) -> list[Binding]:
         gone = self.location.remove_expired(now)
         for aor in {b.aor for b in gone}:
+            if self.shared is not None:
+                self.shared.publish(aor)
             if not self.location.lookup(aor, now):
                 log.info("extension %s registration expired", ext_of(aor))
                 self._on_change(ext_of(aor), False)
         return gone
 
     def lookup(self, ext: str, now: float) -> list[Binding]:
-        return self.location.lookup(aor_of(ext), now)
+        """The extension's phones: registered here first, else at another node."""
+        local = self.location.lookup(aor_of(ext), now)
+        if local or self.shared is None:
+            return local
+        return self.shared.lookup(aor_of(ext), now)

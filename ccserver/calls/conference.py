@@ -70,7 +70,7 @@ class Conferencing(SideLegs):
         agent.endpoint.unbridge()
         self._release_leg(agent)
         if agent.agent is not None:
-            self._apply(self.router.hangup(agent.agent, self.now()))
+            self._apply(self.acd.hangup(agent.agent, self.now()))
         call.agent_leg = side.leg
         self._note(
             call, "conference_left", {"who": "agent", "agent": agent.agent, "target": side.target}

@@ -106,7 +106,7 @@ class ConsultTransfer(SideLegs):
         side.leg.endpoint.unbridge()
         self._release_leg(agent)
         if agent.agent is not None:
-            self._apply(self.router.hangup(agent.agent, self.now()))
+            self._apply(self.acd.hangup(agent.agent, self.now()))
         call.agent_leg = side.leg
         self._consult_over(call)
         self._note(

@@ -116,11 +116,12 @@ class CallControl:
         now = self.service.now()
         out = []
         for ext, agent in sorted(self.service.router.agents.items()):
+            state, reason = self.service.acd.agent_status(ext)
             out.append({
                 "agent": ext,
                 "name": self.extensions.get(ext, ext),
-                "state": agent.state,
-                "reason": agent.reason,
+                "state": state,
+                "reason": reason,
                 "seconds_in_state": round(max(0.0, now - agent.since), 3),
                 "contact_id": agent.call_id,
                 "queue": agent.queue,
@@ -139,7 +140,7 @@ class CallControl:
         now = self.service.now()
         out = []
         for name in router.queues:
-            stats = _jsonable(router.queue_stats(name, now))
+            stats = _jsonable(self.service.acd.queue_stats(name, now))
             out.append({"queue": name, "members": router.members(name), **stats})
         return out
 
@@ -155,17 +156,17 @@ class CallControl:
                 if not svc.reg.lookup(ext, now):
                     raise ControlError(409, "phone-not-registered",
                                        f"agent {ext} has no registered phone to ring")  # fmt: skip
-                offers = router.login(ext, now, reason)
+                offers = svc.acd.login(ext, now, reason)
             elif op == "logout":
-                offers = router.logout(ext, now, reason or "logout")
+                offers = svc.acd.logout(ext, now, reason or "logout")
             elif op == "ready":
-                offers = router.ready(ext, now)
+                offers = svc.acd.ready(ext, now)
             elif op == "pause":
                 if not reason:
                     raise ControlError(
                         422, "reason-required", "a not-ready reason code is required"
                     )
-                router.pause(ext, now, reason)
+                svc.acd.pause(ext, now, reason)
                 offers = []
             else:  # pragma: no cover - callers pass known ops
                 raise ControlError(400, "unknown-operation", op)
@@ -256,7 +257,7 @@ class CallControl:
         svc._send_bye(leg)
         svc._release_leg(leg)
         if leg.agent:
-            svc._apply(svc.router.hangup(leg.agent, svc.now()))
+            svc._apply(svc.acd.hangup(leg.agent, svc.now()))
         call.agent_leg = None
         call.held_by_control = False
         svc._note(call, "transferred", {"from_agent": leg.agent, "to_queue": queue})

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from acd.router import Router
+from ccserver.calls.acd_link import LocalAcd
 from ccserver.calls.leg import Address, Leg
 from ccserver.calls.model import SERVER, Call, CallSettings
 from ccserver.events import EventBus
@@ -48,6 +49,7 @@ class CallCore:
         self.s = settings
         self.reg = registrations
         self.router = router
+        self.acd: LocalAcd = LocalAcd(router)  # ACD events go here (ClusterAcd for a cluster)
         self.ports = ports
         self.clock = clock
         self.recorder = recorder

@@ -40,7 +40,7 @@ class QueueRouting(CallCore):
         self.recorder.update(call.contact_id, queue=queue, enqueued_at=_utcnow())
         self._note(call, "queued", {"queue": queue, "priority": priority, "tier": call.tier})
         call.log.info("queued in %s", queue)
-        offers = self.router.enqueue(
+        offers = self.acd.enqueue(
             call.contact_id, queue, self.now(), priority, skills=skills, tier=call.tier
         )
         self._apply(offers)
@@ -64,12 +64,12 @@ class QueueRouting(CallCore):
     def _offer(self, o: Offer) -> None:
         call = self.calls.get(o.call_id)
         if call is None or call.state == "ended":
-            self.router.remove(o.call_id, self.now())
+            self.acd.remove(o.call_id, self.now())
             return
         bindings = self.reg.lookup(o.agent, self.now())
         if not bindings:
             # The phone is gone: log the agent out and try the next one.
-            self._apply_later(self.router.logout(o.agent, self.now(), "unregistered"))
+            self._apply_later(self.acd.logout(o.agent, self.now(), "unregistered"))
             return
         task = self.loop.create_task(
             self._ring_agent(call, o, bindings[0].contact, bindings[0].source)
@@ -94,12 +94,12 @@ class QueueRouting(CallCore):
         if self._router_timer is not None:
             self._router_timer.cancel()
             self._router_timer = None
-        deadline = self.router.get_timer()
+        deadline = self.acd.get_timer()
         if deadline is not None:
 
             def fire() -> None:
                 self._router_timer = None
-                self._apply(self.router.handle_timer(self.now()))
+                self._apply(self.acd.handle_timer(self.now()))
 
             self._router_timer = self.loop.call_at(deadline, fire)
 
@@ -108,9 +108,7 @@ class QueueRouting(CallCore):
         now = self.now()
         self.recorder.agent_event(ext, "registered" if online else "unregistered")
         self.bus.emit("agent.phone", agent=ext, data={"registered": online})
-        offers = (
-            self.router.login(ext, now) if online else self.router.logout(ext, now, "unregistered")
-        )
+        offers = self.acd.login(ext, now) if online else self.acd.logout(ext, now, "unregistered")
         self._apply(offers)
 
     # -- what the router decides on its own ----------------------------------------
@@ -372,7 +370,7 @@ class QueueRouting(CallCore):
         call.state = "queued"
         for agent in agents:
             self._note(call, "no_answer", {"agent": agent})
-        self._apply(self.router.no_answer(call.contact_id, self.now()))
+        self._apply(self.acd.no_answer(call.contact_id, self.now()))
 
     def _agent_response(self, call: Call, leg: Leg, resp: Response) -> None:
         status = resp.status
@@ -412,10 +410,10 @@ class QueueRouting(CallCore):
         now = self.now()
         if status == 408:
             self._note(call, "no_answer", {"agent": leg.agent, "status": status})
-            self._apply(self.router.no_answer(call.contact_id, now, agent=leg.agent))
+            self._apply(self.acd.no_answer(call.contact_id, now, agent=leg.agent))
         else:
             self._note(call, "declined", {"agent": leg.agent, "status": status})
-            self._apply(self.router.declined(call.contact_id, now, agent=leg.agent))
+            self._apply(self.acd.declined(call.contact_id, now, agent=leg.agent))
 
     def _agent_answered(self, call: Call, leg: Leg, resp: Response) -> None:
         assert leg.agent is not None
@@ -430,7 +428,7 @@ class QueueRouting(CallCore):
             if not call.ringing:
                 call.state = "queued"
             self._apply(
-                self.router.no_answer(call.contact_id, self.now(), "bad media", agent=leg.agent)
+                self.acd.no_answer(call.contact_id, self.now(), "bad media", agent=leg.agent)
             )
             return
         if call.ring_timer is not None:
@@ -439,7 +437,7 @@ class QueueRouting(CallCore):
         call.ringing.pop(leg.agent, None)
         # Ring-all: the router withdraws the other offers; their phones stop
         # ringing (every phone still ringing for this call is one of them).
-        self.router.answered(call.contact_id, self.now(), agent=leg.agent)
+        self.acd.answered(call.contact_id, self.now(), agent=leg.agent)
         self._stop_ringing(call, "answered-elsewhere")
         leg.endpoint.configure(audio)
         if call.callback_to is not None and self._callback_answered(call, leg):

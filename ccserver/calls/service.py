@@ -423,7 +423,7 @@ class CallService(
         agent_leg.endpoint.unbridge()
         self._release_leg(agent_leg)
         if agent_leg.agent is not None:
-            self._apply(self.router.hangup(agent_leg.agent, self.now()))
+            self._apply(self.acd.hangup(agent_leg.agent, self.now()))
         call.state = "ivr"
         call.survey_after = True
         self._note(call, "agent_hung_up", {"agent": agent_leg.agent})
@@ -444,7 +444,7 @@ class CallService(
         self._stop_ringing(call, "caller-gone")
         self._end_side_legs(call)
         if previous in ("queued", "ringing"):
-            departure = self.router.abandon(call.contact_id, now)
+            departure = self.acd.abandon(call.contact_id, now)
             self._record_agent_changes()
             if departure is not None:
                 self._note(
@@ -465,7 +465,7 @@ class CallService(
                 continue  # still ringing: the CANCEL's final response releases it
             self._release_leg(leg)
         if previous in ("bridged", "dialing") and agent_leg is not None and agent_leg.agent:
-            self._apply(self.router.hangup(agent_leg.agent, now))
+            self._apply(self.acd.hangup(agent_leg.agent, now))
         if call.hold_started is not None:
             call.hold_seconds += now - call.hold_started
             call.hold_started = None

@@ -595,6 +595,13 @@ class _References:
             self._check_escalation(name, queue)
             self._check_skills(name, queue)
             self._check_callback(name, queue)
+            if queue.strategy == "ring-all" and self.config.state.backend == "redis":
+                self.loader.error(
+                    _QUEUES.file,
+                    f"{prefix}.strategy",
+                    'ring-all is not supported with [state] backend = "redis": a node '
+                    "reserves one agent per call (docs/cluster.md)",
+                )
 
     def _check_member(self, key: str, member: str, seen: set[str]) -> None:
         if member in seen:

@@ -256,11 +256,20 @@ class StateConfig(_Model):
     """``[state]``: where live state (registrations, queue positions) is shared."""
 
     backend: Literal["memory", "redis"] = "memory"
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str | None = Field(default=None, validate_default=True)
+    """Required with ``backend = "redis"``: every node of a cluster names the same database."""
+    key_prefix: str = Field(default="ccserver:", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
+    """Starts every key; two contact centers may share a Redis with different prefixes."""
 
     @field_validator("redis_url")
     @classmethod
-    def _redis_scheme(cls, value: str) -> str:
+    def _redis_scheme(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            if info.data.get("backend") == "redis":
+                raise ValueError(
+                    'required with backend = "redis" (e.g. "redis://127.0.0.1:6379/0")'
+                )
+            return None
         if not value.startswith(_REDIS_SCHEMES):
             raise ValueError(f"{value!r} is not a redis://, rediss:// or unix:// URL")
         return value

@@ -108,6 +108,8 @@ class ServerProcess:
             async with self._new_line:
                 self.lines.append(line)
                 self._new_line.notify_all()
+        # Reaped before the last notice, so a waiter sees the exit status.
+        await self.proc.wait()
         async with self._new_line:
             self._new_line.notify_all()
 

@@ -10,7 +10,18 @@ from dataclasses import dataclass, field
 import pytest
 
 from acd.node import ELSEWHERE, AcdNode
-from acd.router import AVAILABLE, LOGGED_OUT, NOT_READY, ON_CALL, Offer, QueueSpec, Router
+from acd.queues import Destination
+from acd.router import (
+    AVAILABLE,
+    LOGGED_OUT,
+    NOT_READY,
+    ON_CALL,
+    RESERVED,
+    WRAP_UP,
+    Offer,
+    QueueSpec,
+    Router,
+)
 from acd.state import RESYNC, Change, ChangeFeed, LiveState, StateUnavailable
 from acd.state_memory import MemoryLiveState, MemoryStore
 
@@ -68,16 +79,19 @@ async def join(
     reserve_slack: float = 5.0,
     wrap_up: float = 0.0,
     clock: Callable[[], float] = time.time,
+    keep_changes: bool = False,
+    specs: dict[str, QueueSpec] | None = None,
 ) -> Member:
     await state.start()
     holder: list[Member] = []
     node = AcdNode(
         name,
-        Router(queues(ring_timeout, wrap_up)),
+        Router(specs or queues(ring_timeout, wrap_up)),
         state,
         lambda o: holder[0].ring(o),
         clock=clock,
         reserve_slack=reserve_slack,
+        keep_changes=keep_changes,
     )
     member = Member(node, state)
     holder.append(member)
@@ -236,3 +250,79 @@ async def test_the_node_that_handled_the_call_ends_the_wrap_up(cluster: list[Mem
     now[0] += 30.0
     await a.node.handle_timer()
     assert await b.next_offer() == Offer("c2", "a1", "q")
+
+
+async def test_each_node_logs_the_agent_changes_it_made(cluster: list[Member]) -> None:
+    """With `keep_changes`, the router's log keeps this node's own changes and
+    drops the mirror moves, so no change is logged twice across the nodes."""
+    store = MemoryStore()
+    a = await join(cluster, "A", MemoryLiveState(store), wrap_up=30.0, keep_changes=True)
+    b = await join(cluster, "B", MemoryLiveState(store), wrap_up=30.0, keep_changes=True)
+    await a.node.login("a1")  # the phone registered at A
+    await settle(a, b)
+    await b.node.enqueue("c1", "q")
+    assert await b.next_offer() == Offer("c1", "a1", "q")
+    assert await b.node.answered("c1")
+    await b.node.hangup("a1")
+    await settle(a, b)
+
+    def log(m: Member) -> list[tuple[str, str]]:
+        return [(ch.agent, ch.new) for ch in m.node.router.changes]
+
+    assert log(a) == [("a1", AVAILABLE)]
+    assert log(b) == [("a1", RESERVED), ("a1", ON_CALL), ("a1", WRAP_UP)]
+    # Node A's router holds a1 out while B writes its record.
+    assert a.node.router.agents["a1"].reason == ELSEWHERE
+    assert a.node.agent_status("a1") == (WRAP_UP, None)
+
+
+async def test_every_node_sees_every_queued_call(cluster: list[Member]) -> None:
+    store = MemoryStore()
+    a = await join(cluster, "A", MemoryLiveState(store))
+    b = await join(cluster, "B", MemoryLiveState(store))
+    await a.node.enqueue("c1", "q")
+    await b.node.enqueue("c2", "q", skills={"fr": 2}, tier="vip")
+    await settle(a, b)
+    for m in (a, b):
+        assert [(c.call_id, c.node) for c in m.node.shared_calls("q")] == [
+            ("c1", "A"),
+            ("c2", "B"),
+        ]
+    (shared,) = [c for c in await a.state.calls("q") if c.call_id == "c2"]
+    assert (dict(shared.skills), shared.tier) == ({"fr": 2}, "vip")
+    await b.node.remove("c2", abandoned=True)
+    await settle(a, b)
+    assert [c.call_id for c in a.node.shared_calls()] == ["c1"]
+    assert b.node.router.queue_stats("q", time.time()).abandoned == 1
+
+
+async def test_a_call_the_router_lets_go_leaves_the_shared_state(cluster: list[Member]) -> None:
+    """Max wait reached, overflow to a hangup: the router drops the call, and
+    the node takes it out of the shared queue too, so no node counts or offers it."""
+    store = MemoryStore()
+    now = [1_800_000_000.0]
+    spec = QueueSpec("q", ("a1",), max_wait=10.0, overflow=Destination("hangup"))
+    a = await join(cluster, "A", MemoryLiveState(store), clock=lambda: now[0], specs={"q": spec})
+    await a.node.enqueue("c1", "q")
+    assert [c.call_id for c in await a.state.calls()] == ["c1"]
+    now[0] += 10.0
+    await a.node.handle_timer()
+    assert await a.state.calls() == []
+    assert a.node.shared_calls() == []
+
+
+async def test_a_restarted_node_removes_the_calls_its_last_run_left(
+    cluster: list[Member],
+) -> None:
+    store = MemoryStore()
+    a = await join(cluster, "A", MemoryLiveState(store))
+    b = await join(cluster, "B", MemoryLiveState(store))
+    await a.node.enqueue("c1", "q")
+    await b.node.enqueue("c2", "q")
+    # Node A dies: its process, its callers and its view are gone.
+    cluster.remove(a)
+    await a.node.close()
+    await a.state.close()
+    assert {c.call_id for c in await b.state.calls()} == {"c1", "c2"}
+    await join(cluster, "A", MemoryLiveState(store))
+    assert [c.call_id for c in await b.state.calls()] == ["c2"]  # B's own stays
