@@ -40,6 +40,18 @@ def copy_config(
     return cfg
 
 
+def outbound_to(address: str) -> Callable[[Path], None]:
+    """A config edit: the demo trunk's outbound route (the carrier) goes to ``host:port``."""
+
+    def edit(cfg: Path) -> None:
+        path = cfg / "trunks.toml"
+        text, n = re.subn(r'(?m)^outbound = "[^"]*"', f'outbound = "{address}"', path.read_text())
+        assert n == 1, "the demo trunk lost its outbound route"
+        path.write_text(text)
+
+    return edit
+
+
 class ServerProcess:
     """`ccserver run` in a child process; its log lines are the events tests wait on."""
 

@@ -14,7 +14,6 @@ checks the message the platform recorded.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from tests.integration.peers.baresip import wav_summary
 from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.ports import free_port_block
 from tests.integration.peers.sipp import SippProcess, scenario_path
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, outbound_to
 from tests.integration.test_acd_routing import (
     acd_agent,
     agent_reaches,
@@ -49,20 +48,6 @@ pytestmark = pytest.mark.integration
 StartServer = Callable[..., Any]
 
 CUSTOMER = "0600000004"
-
-
-def outbound_to(carrier: SippProcess) -> Callable[[Path], None]:
-    """A config edit: the demo trunk's outbound route goes to ``carrier``."""
-
-    def edit(cfg: Path) -> None:
-        path = cfg / "trunks.toml"
-        text, n = re.subn(
-            r'(?m)^outbound = "[^"]*"', f'outbound = "{carrier.contact}"', path.read_text()
-        )
-        assert n == 1, "the demo trunk lost its outbound route"
-        path.write_text(text)
-
-    return edit
 
 
 async def carrier(peers: Peers, scenario: str, **variables: int) -> SippProcess:
@@ -132,7 +117,9 @@ async def test_callback_keeps_the_place_then_bridges_agent_and_customer(
     # The customer's phone rings 1.2 s: time for the agent's whisper to be heard.
     customer = await carrier(peers, "carrier_answer.xml", ring_ms=1200)
     server: ServerProcess = await start_server(
-        edit=edits(queue_settings("general", wrap_up=1, callback_key="*"), outbound_to(customer))
+        edit=edits(
+            queue_settings("general", wrap_up=1, callback_key="*"), outbound_to(customer.contact)
+        )
     )
     # It does not wait for the whole confirmation: it hangs up 1 s after the key.
     caller = await callback_caller(peers, server, CUSTOMER, hang_up_ms=1000)
@@ -198,7 +185,7 @@ async def test_overflow_books_a_callback_and_a_busy_customer_fails_it(
     server: ServerProcess = await start_server(
         edit=edits(
             queue_settings("general", wrap_up=1, max_wait=1, overflow="callback"),
-            outbound_to(customer),
+            outbound_to(customer.contact),
         )
     )
     caller = await callback_caller(peers, server, CUSTOMER, key="1")

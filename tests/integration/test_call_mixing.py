@@ -26,7 +26,7 @@ from ccserver.media.rtp import RtpPacket
 from tests.integration.peers.capture import RtpCapture
 from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.sipp import SippProcess, scenario_path
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, outbound_to
 from tests.integration.test_call_flows import StartServer, assert_clean_log, events, timeline
 
 pytestmark = pytest.mark.integration
@@ -323,16 +323,7 @@ async def test_conference_then_consult_transfer_to_a_number(
         timeout=75,
     )
 
-    def outbound(config: Path) -> None:
-        trunks = config / "trunks.toml"
-        trunks.write_text(
-            trunks.read_text().replace(
-                'description = "Demo carrier',
-                f'outbound = "127.0.0.1:{target.local_port}"\ndescription = "Demo carrier',
-            )
-        )
-
-    server: ServerProcess = await start_server(edit=outbound)
+    server: ServerProcess = await start_server(edit=outbound_to(f"127.0.0.1:{target.local_port}"))
     agent = phone(peers, server, "1001", "agent1001pw", AGENT_TONE)
     third = phone(peers, server, "1005", "agent1005pw", THIRD, hangup_ms=3500)
     customer = caller(peers, server)

@@ -8,13 +8,12 @@ branch instead.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import pytest
 
 from tests.integration.peers.fixtures import Peers
-from tests.integration.server import ServerProcess
+from tests.integration.server import ServerProcess, outbound_to
 from tests.integration.test_call_flows import (
     StartServer,
     assert_clean_log,
@@ -111,14 +110,7 @@ async def test_transfer_to_an_external_number_goes_out_through_the_trunk(
         transfer_flow("0")(config)
         flow = config / "flows" / "transfer_demo.toml"
         flow.write_text(flow.read_text().replace('extension = "0"', 'number = "0612345678"'))
-        trunks = config / "trunks.toml"
-        trunks.write_text(
-            re.sub(
-                r'(?m)^outbound = "[^"]*"',
-                f'outbound = "127.0.0.1:{carrier.local_port}"',
-                trunks.read_text(),
-            )
-        )
+        outbound_to(f"127.0.0.1:{carrier.local_port}")(config)
 
     server: ServerProcess = await start_server(edit=edit)
     caller = await flow_caller(
