@@ -27,7 +27,7 @@ from ccserver.storage.database import get_contact
 from ccserver.storage.models import Contact
 from cti.api_json import dumps
 from cti.auth import Authenticator, Principal, Role
-from cti.errors import error_middleware, forbidden, invalid_json, not_implemented, validation_failed
+from cti.errors import error_middleware, forbidden, invalid_json, validation_failed
 from cti.openapi import openapi_document
 from cti.pop import PopService
 from cti.ws import close_all, events_handler
@@ -92,10 +92,20 @@ class NotReadyBody(_Body):
     reason: str = Field(min_length=1, max_length=64, description="a reason code of [acd]")
 
 
+#: A number to dial: digits with an optional leading + (E.164) or a dial string (*, #).
+NUMBER_PATTERN = r"^\+?[0-9*#]{1,32}$"
+
+
 class TransferBody(_Body):
     queue: str | None = Field(default=None, min_length=1, description="blind transfer to a queue")
-    agent: str | None = Field(default=None, min_length=1, description="not implemented yet")
-    number: str | None = Field(default=None, min_length=1, description="not implemented yet")
+    agent: str | None = Field(
+        default=None, min_length=1, description="blind transfer to an agent's extension"
+    )
+    number: str | None = Field(
+        default=None,
+        pattern=NUMBER_PATTERN,
+        description="blind transfer to a number through the trunk's outbound route",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> TransferBody:
@@ -103,6 +113,20 @@ class TransferBody(_Body):
         if len(given) != 1:
             raise ValueError("give exactly one transfer target: queue, agent or number")
         return self
+
+
+class DialBody(_Body):
+    agent: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the agent whose phone rings first (default: the token's own agent)",
+    )
+    number: str = Field(
+        pattern=NUMBER_PATTERN, description="an extension, or a number called through the trunk"
+    )
+    ring_timeout: float | None = Field(
+        default=None, gt=0, le=120, description="seconds the agent's phone rings (default 30)"
+    )
 
 
 class DispositionBody(_Body):
@@ -231,14 +255,24 @@ async def transfer_call(request: web.Request, who: Principal) -> Any:
     body = await read_body(request, TransferBody)
     view = control.call(request.match_info["contact_id"])
     _require_call(request, who, view)
-    if body.queue is None:
-        target = "agent" if body.agent is not None else "number"
-        raise not_implemented(
-            f"transfer to {'an agent' if target == 'agent' else 'a number'} is not available "
-            'yet; only blind transfer to a queue ({"queue": "general"})',
-            {"target": target},
-        )
+    if body.agent is not None:
+        return control.transfer_to_agent(view["contact_id"], body.agent)
+    if body.number is not None:
+        return control.transfer_to_number(view["contact_id"], body.number)
+    assert body.queue is not None  # exactly one target (TransferBody)
     return control.transfer_to_queue(view["contact_id"], body.queue)
+
+
+async def click_to_call(request: web.Request, who: Principal) -> Any:
+    """Ring the agent's phone, then the number (an agent dials for itself only)."""
+    body = await read_body(request, DialBody)
+    agent = body.agent or who.agent
+    if agent is None:
+        raise ControlError(422, "agent-required", "give the agent whose phone rings first")
+    who.require_agent(agent)
+    return await _control(request).click_to_call(
+        agent, body.number, via="api", ring_timeout=body.ring_timeout
+    )
 
 
 async def _contact_allowed(request: web.Request, who: Principal, contact_id: str) -> bool:
@@ -356,6 +390,15 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/calls", list_calls, "Live calls (an agent sees its own)", "calls"),
+    Route(
+        "POST",
+        "/api/calls",
+        click_to_call,
+        "Click-to-call: ring the agent's phone, then the number, and bridge them",
+        "calls",
+        body=DialBody,
+        self_only=True,
+    ),
     Route("GET", "/api/calls/{contact_id}", get_call, "One live call", "calls", self_only=True),
     Route(
         "POST",
@@ -387,7 +430,7 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/api/calls/{contact_id}/transfer",
         transfer_call,
-        "Blind transfer to a queue (other targets: 501)",
+        "Blind transfer to a queue, an agent or a number",
         "calls",
         body=TransferBody,
         self_only=True,

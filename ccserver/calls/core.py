@@ -208,3 +208,7 @@ class CallCore:
 
     def _end_call(self, call: Call, who: str, outcome: str) -> None:
         raise NotImplementedError
+
+    def _call_ended(self, call: Call, previous: str) -> None:
+        """After `_end_call`: a feature releases what it held for the call (`previous`
+        is the state the call was in)."""

@@ -64,6 +64,8 @@ class Call:
     answered: bool = False
     holds: int = 0
     hold_seconds: float = 0.0
+    origination: Any = None  # a click-to-call's details (ccserver.calls.originate.Origination)
+    transfer_by_control: bool = False  # a blind transfer asked by the API or AMI is ringing
 
 
 def utcnow() -> datetime:

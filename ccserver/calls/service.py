@@ -20,6 +20,7 @@ import logging
 from ccserver.calls.flows import FlowSteps
 from ccserver.calls.leg import Address, CallLog, Leg
 from ccserver.calls.model import ALLOW, SERVER, Call, CallSettings
+from ccserver.calls.outbound import OutboundCalls
 from ccserver.calls.routing import QueueRouting
 from ccserver.media.g711 import decoder_for
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
@@ -33,7 +34,7 @@ __all__ = ["Call", "CallService", "CallSettings"]
 log = logging.getLogger(__name__)
 
 
-class CallService(FlowSteps, QueueRouting):
+class CallService(OutboundCalls, FlowSteps, QueueRouting):
     """SIP request handler of the node (see `ccserver.sip_endpoint.RequestHandler`)."""
 
     def on_request(self, request: Request, addr: Address, tx: ServerTransaction) -> None:
@@ -263,7 +264,7 @@ class CallService(FlowSteps, QueueRouting):
         method = request.method
         if method == "BYE":
             self._respond(request, 200)
-            who = "caller" if leg.role == "uas" else "agent"
+            who = "caller" if leg is call.caller else "agent"
             self._hangup_leg(call, leg, who, send_bye=False)
         elif method == "INVITE":
             self._reinvite(call, leg, request, addr)
@@ -466,6 +467,7 @@ class CallService(FlowSteps, QueueRouting):
         )
         call.log.info("ended: %s (%s hung up)", outcome, who)
         self.calls.pop(call.contact_id, None)
+        self._call_ended(call, previous)
 
     def _arm_registrations(self) -> None:
         if self._reg_timer is not None:
