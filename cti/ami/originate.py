@@ -53,6 +53,16 @@ ORIGINATE_REASONS = {"answered": 4, "no-answer": 3, "busy": 5, "rejected": 8, "h
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
 
+# Refusals as Asterisk words them, which some clients match on.
+_QUEUE_ADD_ERRORS = {
+    "queue-not-found": "Unable to add interface to queue: No such queue",
+    "already-member": "Unable to add interface: Already there",
+}
+_QUEUE_REMOVE_ERRORS = {
+    "queue-not-found": "Unable to remove interface from queue: No such queue",
+    "not-a-member": "Unable to remove interface: Not there",
+}
+
 
 def interface_extension(interface: str) -> str:
     """``PJSIP/1001``, ``SIP/1001``, ``Local/1001@ctx`` or ``1001`` -> ``1001``."""
@@ -240,7 +250,11 @@ class OriginateActions:
         except ValueError:
             raise ActionError("Penalty must be a number") from None
         control = self._control()
-        control.queue_add(queue, agent, penalty)
+        try:
+            control.queue_add(queue, agent, penalty)
+        except Exception as exc:  # a ControlError: in Asterisk's words (app_queue.c)
+            error_id = getattr(exc, "error_id", "")
+            raise ActionError(_QUEUE_ADD_ERRORS.get(error_id, str(exc))) from None
         paused = (msg.get("Paused") or "").strip().lower() in _TRUE
         if paused:
             control.agent_pause(agent, msg.get("Reason") or self.core.default_pause_reason)
@@ -255,7 +269,11 @@ class OriginateActions:
     def _do_queueremove(self, msg: Message, head: Pairs) -> None:
         queue, agent = self._member(msg)
         control = self._control()
-        control.queue_remove(queue, agent)
+        try:
+            control.queue_remove(queue, agent)
+        except Exception as exc:
+            error_id = getattr(exc, "error_id", "")
+            raise ActionError(_QUEUE_REMOVE_ERRORS.get(error_id, str(exc))) from None
         self.core.broadcast(AmiEvent("QueueMemberRemoved", (
             ("Queue", queue), ("Interface", f"PJSIP/{agent}"),
             ("MemberName", control.extensions.get(agent, agent)),

@@ -120,8 +120,13 @@ def free_port_block(count: int, *, even: bool = True, udp: bool = True, tcp: boo
     raise RuntimeError(f"no block of {count} free ports found on 127.0.0.1")
 
 
-def _bound_ports(table: Path, listening_only: bool) -> set[int]:
-    """Ports bound on 127.0.0.1 or 0.0.0.0 according to /proc/net/{udp,tcp}."""
+def _proc_address(ip: str) -> str:
+    """An IPv4 address as /proc/net writes it (the 32-bit value in host order, hex)."""
+    return "".join(f"{int(part):02X}" for part in reversed(ip.split(".")))
+
+
+def _bound_ports(table: Path, listening_only: bool, ip: str = LOOPBACK) -> set[int]:
+    """Ports bound on ``ip`` or 0.0.0.0 according to /proc/net/{udp,tcp}."""
     ports: set[int] = set()
     try:
         lines = table.read_text().splitlines()[1:]
@@ -132,7 +137,7 @@ def _bound_ports(table: Path, listening_only: bool) -> set[int]:
         if len(fields) < 4:
             continue
         address, _, port_hex = fields[1].partition(":")
-        if address not in ("0100007F", "00000000"):
+        if address not in (_proc_address(ip), "00000000"):
             continue
         if listening_only and fields[3] != _LISTEN:
             continue
@@ -140,13 +145,17 @@ def _bound_ports(table: Path, listening_only: bool) -> set[int]:
     return ports
 
 
-def is_bound(ports: int | Iterable[int], *, udp: bool = True, tcp: bool = False) -> bool:
-    """True when every port is bound (UDP) or listening (TCP) on 127.0.0.1.
+def is_bound(
+    ports: int | Iterable[int], *, udp: bool = True, tcp: bool = False, ip: str = LOOPBACK
+) -> bool:
+    """True when every port is bound (UDP) or listening (TCP) on ``ip`` (127.0.0.1).
 
     Reads /proc/net rather than trying to bind: a probe bind could take the
     port from the very process that is about to bind it.
     """
     wanted = {ports} if isinstance(ports, int) else set(ports)
-    if udp and not wanted <= _bound_ports(Path("/proc/net/udp"), listening_only=False):
+    if udp and not wanted <= _bound_ports(Path("/proc/net/udp"), listening_only=False, ip=ip):
         return False
-    return not (tcp and not wanted <= _bound_ports(Path("/proc/net/tcp"), listening_only=True))
+    return not (
+        tcp and not wanted <= _bound_ports(Path("/proc/net/tcp"), listening_only=True, ip=ip)
+    )
