@@ -321,14 +321,12 @@ async def test_ami_queue_add_and_remove_change_who_gets_queue_calls(
         taken = await closed_contact(server, "0600000001")
         assert taken.agent == "1006" and taken.queue == "general", timeline(taken)
 
-        removed = await asyncio.wait_for(client.manager.send_action({
-            "Action": "QueueRemove", "Queue": "general", "Interface": "PJSIP/1006"}), 5)  # fmt: skip
+        remove = {"Action": "QueueRemove", "Queue": "general", "Interface": "PJSIP/1006"}
+        removed = await asyncio.wait_for(client.manager.send_action(dict(remove)), 5)
         assert removed.response == "Success", removed
-        again = await asyncio.wait_for(client.manager.send_action({
-            "Action": "QueueRemove", "Queue": "general", "Interface": "PJSIP/1006"}), 5)  # fmt: skip
-        assert (
-            again.response == "Error" and again.message == "Unable to remove interface: Not there"
-        )
+        again = await asyncio.wait_for(client.manager.send_action(dict(remove)), 5)
+        assert again.response == "Error", again
+        assert again.message == "Unable to remove interface: Not there"
         status = await asyncio.wait_for(client.manager.send_action(
             {"Action": "QueueStatus", "Queue": "general"}), 5)  # fmt: skip
         assert "PJSIP/1006" not in [m.location for m in status if m.event == "QueueMember"]
@@ -344,5 +342,4 @@ async def test_ami_queue_add_and_remove_change_who_gets_queue_calls(
     assert left.outcome == "abandoned" and events(left, "offered") == [], timeline(left)
     assert states(server.agent_events("1006"))[-1] == "available"
     await phone.wait(timeout=15)
-    assert re.search(r"agent 1006 answered", "\n".join(server.lines))
     assert_clean_log(server)
