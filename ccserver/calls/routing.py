@@ -337,8 +337,9 @@ class QueueRouting(CallCore):
             leg.endpoint.bridge(call.caller.endpoint)
             call.agent_leg = leg
             call.state = "bridged"
+            if not call.answered:  # a connected caller transferred keeps its first answer
+                self.recorder.update(call.contact_id, answered_at=_utcnow())
             call.answered = True
-            self.recorder.update(call.contact_id, answered_at=_utcnow())
             self._note(call, "answered", {"extension": ext, "transfer": True,
                                           "codec": audio.codec})  # fmt: skip
             return

@@ -40,6 +40,7 @@ __all__ = [
     "Originations",
     "dial_target",
     "interface_extension",
+    "membership",
 ]
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,18 @@ def interface_extension(interface: str) -> str:
     if "/" in text:
         text = text.split("/", 1)[1]
     return text.split("@", 1)[0].split("-", 1)[0]
+
+
+def membership(control: Any, queue: str, ext: str) -> tuple[str, int]:
+    """(``static`` or ``dynamic``, penalty) of a queue member: dynamic when it was added
+    at run time (QueueAdd), not listed in queues.toml."""
+    router = getattr(getattr(control, "service", None), "router", None)
+    if router is None:
+        return "static", 0
+    spec = router.queues.get(queue)
+    agent = router.agents.get(ext)
+    kind = "dynamic" if spec is not None and ext not in spec.members else "static"
+    return kind, agent.queues.get(queue, 0) if agent is not None else 0
 
 
 def dial_target(msg: Message) -> str:

@@ -27,7 +27,7 @@ from twisted.python.failure import Failure
 
 from ccserver.events import EventBus
 from cti.ami.channels import AGENT_DEVICE_STATE, AmiEvent, Channel, ChannelTracker
-from cti.ami.originate import OriginateActions, Originations, interface_extension
+from cti.ami.originate import OriginateActions, Originations, interface_extension, membership
 from cti.ami.protocol import (
     BANNER,
     ActionError,
@@ -454,11 +454,12 @@ class Session(OriginateActions):
                 a = agents.get(ext, {})
                 state = a.get("state", "logged-out")
                 paused = state == "not-ready"
+                kind, penalty = membership(control, name, ext)
                 items.append([
                     ("Event", "QueueMember"), ("Queue", name),
                     ("Name", a.get("name", ext)), ("Location", f"PJSIP/{ext}"),
-                    ("StateInterface", f"PJSIP/{ext}"), ("Membership", "static"),
-                    ("Penalty", "0"), ("CallsTaken", "0"), ("LastCall", "0"),
+                    ("StateInterface", f"PJSIP/{ext}"), ("Membership", kind),
+                    ("Penalty", str(penalty)), ("CallsTaken", "0"), ("LastCall", "0"),
                     ("LastPause", "0"),
                     ("InCall", "1" if state in ("reserved", "on-call") else "0"),
                     ("Status", str(AGENT_DEVICE_STATE.get(state, 0))),

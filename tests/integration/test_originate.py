@@ -24,7 +24,7 @@ from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.ports import free_tcp_port
 from tests.integration.peers.sipp import SippProcess
 from tests.integration.server import ServerProcess
-from tests.integration.test_acd_routing import acd_agent, agent_reaches, caller, closed_contact
+from tests.integration.test_acd_routing import acd_agent, caller, closed_contact
 from tests.integration.test_ami import Client, enable_ami
 from tests.integration.test_call_flows import (
     AUDIBLE_DBOV,
@@ -282,6 +282,10 @@ async def test_api_blind_transfer_to_an_agent_then_a_number(
     assert moves == [{"from_agent": "1001", "to_agent": "1005"},
                      {"from_agent": "1005", "to_number": NUMBER}], timeline(contact)  # fmt: skip
     assert contact.outcome == "answered" and contact.disconnect_reason == "caller"
+    # Answered once, by 1001: the transfers do not restart the talk time.
+    first_answer = events(contact, "answered")[0].at
+    assert contact.answered_at is not None and contact.answered_at <= first_answer
+    assert contact.talk_seconds is not None and contact.talk_seconds >= 8, contact
     (invite,) = [m for m in carrier.messages() if not m.sent and m.method == "INVITE"]
     assert invite.first_line.startswith(f"INVITE sip:{NUMBER}@")
     # 1005 was on a call in the ACD while it had the caller, then wrapped up.
@@ -308,14 +312,23 @@ async def test_ami_queue_add_and_remove_change_who_gets_queue_calls(
         # for the start of a list otherwise.
         added = await asyncio.wait_for(client.manager.send_action({
             "Action": "QueueAdd", "Queue": "general", "Interface": "PJSIP/1006",
-            "Penalty": "0", "MemberName": "Cards helper",
+            "Penalty": "2", "MemberName": "Cards helper",
         }, as_list=False), 5)  # fmt: skip
         assert added.response == "Success", added
         event = await client.wait_event("QueueMemberAdded", 5)
         assert event.queue == "general" and event.interface == "PJSIP/1006"
         status = await asyncio.wait_for(client.manager.send_action(
             {"Action": "QueueStatus", "Queue": "general"}), 5)  # fmt: skip
-        assert "PJSIP/1006" in [m.location for m in status if m.event == "QueueMember"]
+        (member,) = [m for m in status if m.event == "QueueMember" and m.location == "PJSIP/1006"]
+        assert member.membership == "dynamic" and member.penalty == "2", member
+        # Pausing the new member is reported for its new queue too, and undone.
+        for paused in ("true", "false"):
+            resp = await asyncio.wait_for(client.manager.send_action({
+                "Action": "QueuePause", "Interface": "PJSIP/1006", "Paused": paused,
+                "Reason": "break"}), 5)  # fmt: skip
+            assert resp.response == "Success", resp
+        pauses = [e for e in client.events if e.event == "QueueMemberPause"]
+        assert {(e.queue, e.paused) for e in pauses} >= {("general", "1"), ("general", "0")}
 
         await caller(peers, server, "0600000001", talk_ms=1500)
         taken = await closed_contact(server, "0600000001")
@@ -334,8 +347,11 @@ async def test_ami_queue_add_and_remove_change_who_gets_queue_calls(
         client.close()
 
     # 1006 is free again, still registered, and not offered the next general call.
-    evs = await agent_reaches(server, "1006", "available", after=3)
-    assert "on-call" in states(evs)
+    def free_again() -> bool:
+        seen = states(server.agent_events("1006"))
+        return "on-call" in seen and "available" in seen[seen.index("on-call") :]
+
+    await wait_for(free_again, 10, "1006 available after its call", diagnose=server.log_tail)
     waiting = await caller(peers, server, "0600000002", talk_ms=2000)
     await waiting.wait(timeout=10)
     left = await closed_contact(server, "0600000002")
