@@ -22,7 +22,7 @@ from ccserver.storage.models import Contact
 from tests.integration.peers import wait_for
 from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.ports import free_tcp_port
-from tests.integration.peers.sipp import SippProcess
+from tests.integration.peers.sipp import SippProcess, scenario_path
 from tests.integration.server import ServerProcess
 from tests.integration.test_acd_routing import acd_agent, caller, closed_contact
 from tests.integration.test_ami import Client, enable_ami
@@ -233,6 +233,67 @@ async def test_api_click_to_call_to_an_extension_and_its_refusals(
     assert [e["type"] for e in stored["timeline"]][-1] == "ended"
     dialed = events(contact, "customer_dialed")[0]
     assert dialed.data["destination"] == "extension" and dialed.data["number"] == "1005"
+    assert_clean_log(server)
+
+
+async def test_failures_end_the_click_to_call_and_free_the_agent(
+    start_server: StartServer, peers: Peers
+) -> None:
+    """Nobody answers 1002's phone: the Originate fails with Reason 3 after its
+    Timeout (the phone got a CANCEL). The carrier answers 1001's call with 486:
+    the contact ends as failed (busy), 1001 is hung up and wraps up."""
+    busy = SippProcess(scenario_path("carrier_busy.xml"), workdir=peers.workdir,
+                       name="carrier-busy", local_ip=CARRIER_IP, timeout=30)  # fmt: skip
+    await peers.sipp(busy, ready=True)
+    port = free_tcp_port()
+    server: ServerProcess = await start_server(
+        edit=edits(enable_ami(port), originate_class, outbound_to(busy), queue_timers(wrap_up=1))
+    )
+    await server.wait_log(rf"ami: manager interface on 127\.0\.0\.1:{port}")
+    ringing = await sipp_agent(peers, server, "1002", "noanswer")
+    agent = await sipp_agent(peers, server, "1001", "answer", ring_ms=200)
+    client = Client(port)
+    try:
+        await client.login()
+        queued, response = await asyncio.wait_for(
+            client.manager.send_action({
+                "Action": "Originate", "Channel": "PJSIP/1002", "Exten": NUMBER,
+                "Async": "true", "Timeout": "2000",
+            }),
+            10,
+        )  # fmt: skip
+    finally:
+        client.close()
+    assert queued.response == "Success"
+    assert response.response == "Failure" and response.reason == "3", response
+    await ringing.wait(timeout=10)  # its scenario ends only with CANCEL, 487, ACK
+    unanswered = await closed_outbound(server, "1002")
+    assert unanswered.outcome == "failed" and unanswered.entry_point == "ami"
+    (failed,) = events(unanswered, "agent_failed")
+    assert failed.data["reason"] == "no-answer" and events(unanswered, "customer_dialed") == []
+
+    base = f"http://127.0.0.1:{server.http_port}"
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/calls", headers=bearer(AGENT_1001),
+                             json={"number": NUMBER}) as r:  # fmt: skip
+            assert r.status == 200, await r.text()
+    await busy.wait(timeout=10)
+    await agent.wait(timeout=10)  # hung up by the platform
+    refused = await closed_outbound(server, "1001")
+    assert refused.outcome == "failed" and refused.disconnect_reason == "system"
+    (failed,) = events(refused, "customer_failed")
+    assert failed.data["status"] == 486 and failed.data["reason"] == "busy"
+    assert refused.answered_at is None and refused.talk_seconds is None
+
+    # Nothing is left hanging: each agent's ACD call ended (wrap-up), before its
+    # phone logged it out at the end of its scenario.
+    for ext in ("1002", "1001"):
+
+        def wrapped(ext: str = ext) -> bool:
+            seen = states(server.agent_events(ext))
+            return "on-call" in seen and "wrap-up" in seen[seen.index("on-call") :]
+
+        await wait_for(wrapped, 10, f"{ext} out of its call", diagnose=server.log_tail)
     assert_clean_log(server)
 
 
