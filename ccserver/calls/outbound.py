@@ -4,12 +4,13 @@ to an agent's extension or an external number.
 Click-to-call rings the agent's registered phone first, showing the number
 it is about to call; when the agent answers, the number is called through
 the trunk's outbound route (or an extension's registered phone) and the two
-legs are bridged when it answers. Until then the agent hears silence. The
+legs are bridged when it answers. The
 customer's leg is the call's `caller` leg (it is the party the contact is
 about) and the agent's is its `agent_leg`, as for a queue call, so hold,
 hang-up and transfers work the same. The agent is on a call in the ACD from
 the first ring to the end (no queue call is offered meanwhile) and then goes
-through its queues' wrap-up.
+through its queues' wrap-up. While the number rings the agent hears a
+ringing tone of our own (early media from the far end is not relayed).
 
 Blind transfers from the API or AMI reuse the IVR transfer mechanics
 (`QueueRouting._start_transfer`): the agent's leg is released, the caller
@@ -20,8 +21,11 @@ it never was in one.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from dataclasses import dataclass
+
+import numpy as np
 
 from acd.router import AVAILABLE, NOT_READY, WRAP_UP, AcdError
 from ccserver.calls.core import log
@@ -29,10 +33,12 @@ from ccserver.calls.leg import Address, CallLog, Leg
 from ccserver.calls.model import Call
 from ccserver.calls.model import utcnow as _utcnow
 from ccserver.calls.routing import QueueRouting
+from ccserver.media.player import EncodedAudio
 from ccserver.media.sdp import SessionDescription, negotiate_answer
 from ccserver.sip.dialog import Dialog
 from ccserver.sip.message import Response
 from ccserver.sip.uri import NameAddr
+from ivr.audio import SAMPLE_RATE, tone
 
 __all__ = ["AGENT_RING_TIMEOUT", "CUSTOMER_RING_TIMEOUT", "OriginateError", "Origination",
            "OutboundCalls", "failure_reason"]  # fmt: skip
@@ -44,6 +50,15 @@ CUSTOMER_RING_TIMEOUT = 45.0
 
 #: Agent states from which a click-to-call may start (not ringing, not talking).
 DIAL_STATES = (AVAILABLE, NOT_READY, WRAP_UP)
+
+
+@functools.cache
+def ringback() -> EncodedAudio:
+    """The ringing tone the agent hears while the number rings: 425 Hz, 1 s on and
+    4 s off (ITU-T E.180 Annex: the cadence of most European networks)."""
+    on = tone([425.0], 1.0, level_dbfs=-15.0)
+    return EncodedAudio(np.concatenate([on, np.zeros(4 * SAMPLE_RATE, dtype=np.int16)]),
+                        "ringback")  # fmt: skip
 
 
 class OriginateError(Exception):
@@ -235,6 +250,7 @@ class OutboundCalls(QueueRouting):
         o.customer_sent = True
         self._legs[leg.call_id] = (call, leg)
         call.ringing[f"number:{o.number}"] = leg
+        self.clock.play(o.agent_leg.endpoint, [ringback()], loop=True)
         leg.client_tx = self.sip.send_request(
             leg.invite, leg.signal_addr, lambda r: self._origin_customer_response(call, r)
         )
@@ -277,6 +293,7 @@ class OutboundCalls(QueueRouting):
             self._cancel_ring_timer(call)
             agent_leg = o.agent_leg
             leg.endpoint.configure(audio)
+            self.clock.stop(agent_leg.endpoint)  # the ringing tone
             leg.endpoint.bridge(agent_leg.endpoint)
             agent_leg.endpoint.bridge(leg.endpoint)
             call.state = "bridged"

@@ -33,6 +33,7 @@ from tests.integration.test_call_flows import (
     queue_timers,
     sipp_agent,
     states,
+    summary_between,
     timeline,
 )
 from tests.integration.test_cti_api import AGENT_1001, SUPERVISOR, bearer, events_until
@@ -240,8 +241,9 @@ async def test_failures_end_the_click_to_call_and_free_the_agent(
     start_server: StartServer, peers: Peers
 ) -> None:
     """Nobody answers 1002's phone: the Originate fails with Reason 3 after its
-    Timeout (the phone got a CANCEL). The carrier answers 1001's call with 486:
-    the contact ends as failed (busy), 1001 is hung up and wraps up."""
+    Timeout (the phone got a CANCEL). The carrier rings 1001's call (1001 hears
+    the ringing tone) and answers 486: the contact ends as failed (busy), 1001
+    is hung up and wraps up."""
     busy = SippProcess(scenario_path("carrier_busy.xml"), workdir=peers.workdir,
                        name="carrier-busy", local_ip=CARRIER_IP, timeout=30)  # fmt: skip
     await peers.sipp(busy, ready=True)
@@ -273,17 +275,22 @@ async def test_failures_end_the_click_to_call_and_free_the_agent(
     assert failed.data["reason"] == "no-answer" and events(unanswered, "customer_dialed") == []
 
     base = f"http://127.0.0.1:{server.http_port}"
+    capture = await peers.capture([agent.media_port])
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{base}/api/calls", headers=bearer(AGENT_1001),
                              json={"number": NUMBER}) as r:  # fmt: skip
             assert r.status == 200, await r.text()
     await busy.wait(timeout=10)
     await agent.wait(timeout=10)  # hung up by the platform
+    await capture.stop()
     refused = await closed_outbound(server, "1001")
     assert refused.outcome == "failed" and refused.disconnect_reason == "system"
     (failed,) = events(refused, "customer_failed")
     assert failed.data["status"] == 486 and failed.data["reason"] == "busy"
     assert refused.answered_at is None and refused.talk_seconds is None
+    alerting = events(refused, "customer_alerting")[0].at.timestamp()
+    tone = summary_between(capture, agent.media_port, alerting, failed.at.timestamp())
+    assert tone.loud_seconds(AUDIBLE_DBOV) >= 0.6, tone.describe()
 
     # Nothing is left hanging: each agent's ACD call ended (wrap-up), before its
     # phone logged it out at the end of its scenario.
