@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccserver.calls.control import CallControl, ControlError
+from ccserver.calls.outbound import NUMBER_PATTERN
 from ccserver.events import EventBus
 from ccserver.storage.database import get_contact
 from ccserver.storage.models import Contact
@@ -90,10 +91,6 @@ class LogoutBody(_Body):
 
 class NotReadyBody(_Body):
     reason: str = Field(min_length=1, max_length=64, description="a reason code of [acd]")
-
-
-#: A number to dial: digits with an optional leading + (E.164) or a dial string (*, #).
-NUMBER_PATTERN = r"^\+?[0-9*#]{1,32}$"
 
 
 class TransferBody(_Body):

@@ -22,6 +22,7 @@ it never was in one.
 from __future__ import annotations
 
 import functools
+import re
 import uuid
 from dataclasses import dataclass
 
@@ -40,13 +41,17 @@ from ccserver.sip.message import Response
 from ccserver.sip.uri import NameAddr
 from ivr.audio import SAMPLE_RATE, tone
 
-__all__ = ["AGENT_RING_TIMEOUT", "CUSTOMER_RING_TIMEOUT", "OriginateError", "Origination",
-           "OutboundCalls", "failure_reason"]  # fmt: skip
+__all__ = ["AGENT_RING_TIMEOUT", "CUSTOMER_RING_TIMEOUT", "NUMBER_PATTERN", "OriginateError",
+           "Origination", "OutboundCalls", "failure_reason", "ringback"]  # fmt: skip
 
 #: How long the agent's own phone rings for a click-to-call before it is given up.
 AGENT_RING_TIMEOUT = 30.0
 #: How long the called number rings before the click-to-call ends as not answered.
 CUSTOMER_RING_TIMEOUT = 45.0
+
+#: A number to dial: digits with an optional leading + (E.164), or * and # of a dial string.
+NUMBER_PATTERN = r"^\+?[0-9*#]{1,32}$"
+_NUMBER = re.compile(NUMBER_PATTERN)
 
 #: Agent states from which a click-to-call may start (not ringing, not talking).
 DIAL_STATES = (AVAILABLE, NOT_READY, WRAP_UP)
@@ -128,6 +133,8 @@ class OutboundCalls(QueueRouting):
     ) -> Call:  # fmt: skip
         """Start a click-to-call: ring `agent`'s phone, then `number`. Raises
         `OriginateError` when it cannot start (nothing rang, nothing recorded)."""
+        if not _NUMBER.match(number):
+            raise OriginateError(422, "invalid-number", f"{number!r} is not a number to dial")
         if number == agent:
             raise OriginateError(422, "invalid-number", "an agent cannot call its own extension")
         self._check_agent(agent)
@@ -371,6 +378,8 @@ class OutboundCalls(QueueRouting):
                                      f"extension {target} has no registered phone")  # fmt: skip
             contact, source = bindings[0].contact, bindings[0].source
         else:
+            if not _NUMBER.match(target):
+                raise OriginateError(422, "invalid-number", f"{target!r} is not a number to dial")
             route = self._outbound_route(target)
             if route is None:
                 raise OriginateError(
