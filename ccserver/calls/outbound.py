@@ -133,6 +133,8 @@ class OutboundCalls(QueueRouting):
     ) -> Call:  # fmt: skip
         """Start a click-to-call: ring `agent`'s phone, then `number`. Raises
         `OriginateError` when it cannot start (nothing rang, nothing recorded)."""
+        if self.closing:
+            raise OriginateError(503, "shutting-down", "the node is shutting down")
         if not _NUMBER.match(number):
             raise OriginateError(422, "invalid-number", f"{number!r} is not a number to dial")
         if number == agent:
