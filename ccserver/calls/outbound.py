@@ -205,7 +205,24 @@ class OutboundCalls(QueueRouting):
         call.ring_timer = self.loop.call_later(
             ring_timeout or AGENT_RING_TIMEOUT, self._origin_timeout, call, agent_leg
         )
+        if self.lookup is not None and kind == "trunk":
+            task = self.loop.create_task(self._identify(call, number))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return call
+
+    async def _identify(self, call: Call, number: str) -> None:
+        """Who the agent is calling, from the customer records (time-bounded), so the
+        call view and the contact name the customer as for an inbound call."""
+        assert self.lookup is not None
+        customer = await self.lookup(number, call.caller.call_id)
+        if customer is None or call.state == "ended":
+            return
+        call.customer = customer
+        call.tier = str(customer.tier).lower()
+        self.recorder.update(call.contact_id, customer_id=customer.id)
+        self._note(call, "customer_identified", {"customer_id": customer.id,
+                                                 "agent": call.origination.agent})  # fmt: skip
 
     def _origin_agent_response(self, call: Call, resp: Response) -> None:
         o: Origination = call.origination

@@ -42,7 +42,7 @@ pytestmark = pytest.mark.integration
 
 StartServer = Callable[..., Any]
 CARRIER_IP = "127.0.0.2"
-NUMBER = "0612345678"
+NUMBER = "0600000009"  # Eleanor Whitfield in config/customers.csv
 
 
 def outbound_to(carrier: SippProcess) -> Callable[[Path], None]:
@@ -156,6 +156,7 @@ async def test_ami_originate_rings_the_agent_then_the_carrier(
     assert contact.entry_point == "ami" and contact.agent == "1001"
     assert contact.caller_number == "1001" and contact.dialed_number == NUMBER
     assert contact.outcome == "answered" and contact.disconnect_reason == "agent"
+    assert contact.customer_id == "C0009", timeline(contact)  # who the agent called
     steps = ["originated", "agent_rung", "agent_answered", "customer_dialed", "connected"]
     times = order(contact, steps)
     assert times == sorted(times), timeline(contact)
