@@ -223,3 +223,18 @@ def test_queue_add_and_remove() -> None:
               ("Paused", "true"))  # fmt: skip
     assert ("pause", "1001", "break") in control.ops
     assert control.ops[0] == ("add", "general", "1006", 0)
+
+
+async def test_a_closed_session_is_forgotten_by_its_originates() -> None:
+    core = make(Control())
+    peer = Peer(core)
+    peer.login(Events="off")
+    peer.send(("Action", "Originate"), ("Channel", "PJSIP/1001"), ("Exten", "0612345678"),
+              ("Async", "true"))  # fmt: skip
+    await settle(core)
+    assert list(core.originations.pending) == ["c1"]
+    peer.session.close()
+    assert core.originations.pending == {}
+    core.publish(ev("originated", agent="1001", number="0612345678", destination="trunk"))
+    core.publish(ev("agent_answered", agent="1001"))  # nobody left to answer: nothing sent
+    assert peer.closed
