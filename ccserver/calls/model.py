@@ -64,8 +64,8 @@ class Call:
     answered: bool = False
     holds: int = 0
     hold_seconds: float = 0.0
-    origination: Any = None  # a click-to-call's details (ccserver.calls.originate.Origination)
-    transfer_by_control: bool = False  # a blind transfer asked by the API or AMI is ringing
+    origination: Any = None  # a click-to-call's details (ccserver.calls.outbound.Origination)
+    transfer_target: str | None = None  # what a blind transfer asked by software rings
 
 
 def utcnow() -> datetime:

@@ -368,22 +368,31 @@ class OutboundCalls(QueueRouting):
     def _call_ended(self, call: Call, previous: str) -> None:
         """A click-to-call ended: free its unused leg, end the agent's call in the ACD."""
         super()._call_ended(call, previous)
+        if call.transfer_target is not None:  # the caller left while the target rang
+            target, call.transfer_target = call.transfer_target, None
+            self._end_agent_call(target, call)
         o: Origination | None = call.origination
         if o is None or o.released:
             return
         o.released = True
         if not o.customer_sent:
             self._release_leg(call.caller)  # never dialled
-        agent = self.router.agents.get(o.agent)
+        self._end_agent_call(o.agent, call)
+
+    def _end_agent_call(self, ext: str, call: Call) -> None:
+        """End `ext`'s call in the ACD (wrap-up) if it is still this one."""
+        agent = self.router.agents.get(ext)
         if agent is not None and agent.call_id == call.contact_id:
-            self._apply(self.router.hangup(o.agent, self.now()))
+            self._apply(self.router.hangup(ext, self.now()))
 
     # -- blind transfers asked by software -----------------------------------------------
     def blind_transfer(self, call: Call, kind: str, target: str) -> None:
         """Send a connected caller to an extension (`kind` "agent") or a number ("number").
 
         The caller's agent is released first, as for a transfer to a queue;
-        the target is rung with `QueueRouting._start_transfer`.
+        the target is rung with `QueueRouting._start_transfer`. A target agent
+        is on this call in the ACD from the first ring, so no queue call is
+        offered to it meanwhile.
         """
         if kind == "agent":
             if target not in self.s.extensions:
@@ -406,7 +415,11 @@ class OutboundCalls(QueueRouting):
                 )
             contact, source = route
         self._release_agent(call, {"to_" + kind: target})
-        call.transfer_by_control = True
+        call.transfer_target = target
+        agent = self.router.agents.get(target) if kind == "agent" else None
+        if agent is not None and agent.state in DIAL_STATES:
+            self.router.dial(target, self.now(), call.contact_id)
+            self._record_agent_changes()
         self._start_transfer(call, target, contact, source)
 
     def _release_agent(self, call: Call, note: dict[str, str]) -> None:
@@ -428,24 +441,24 @@ class OutboundCalls(QueueRouting):
 
     def _transfer_response(self, call: Call, leg: Leg, ext: str, resp: Response) -> None:
         super()._transfer_response(call, leg, ext, resp)
-        if not call.transfer_by_control or resp.status < 200:
+        if call.transfer_target != ext or resp.status < 200:
             return
-        call.transfer_by_control = False
         if call.state != "bridged" or call.agent_leg is not leg:
             return
+        call.transfer_target = None
         agent = self.router.agents.get(ext)
-        if agent is not None and agent.state in DIAL_STATES:
-            # An agent took the caller: busy in the ACD until the call ends.
+        if agent is not None and agent.call_id == call.contact_id:
+            # The agent took the caller: its call until the end (`_end_call` hangs it up).
             leg.agent = ext
-            self.router.dial(ext, self.now(), call.contact_id)
-            self._record_agent_changes()
             self.recorder.update(call.contact_id, agent=ext)
 
     def _transfer_failed(self, call: Call, why: str) -> None:
-        if not call.transfer_by_control:
+        target = call.transfer_target
+        if target is None:
             super()._transfer_failed(call, why)
             return
-        call.transfer_by_control = False
+        call.transfer_target = None
+        self._end_agent_call(target, call)
         self.clock.stop(call.caller.endpoint)
         self._note(call, "transfer_failed", {"reason": why})
         call.log.info("transfer failed: %s", why)

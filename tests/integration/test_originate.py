@@ -357,8 +357,12 @@ async def test_api_blind_transfer_to_an_agent_then_a_number(
     assert contact.talk_seconds is not None and contact.talk_seconds >= 8, contact
     (invite,) = [m for m in carrier.messages() if not m.sent and m.method == "INVITE"]
     assert invite.first_line.startswith(f"INVITE sip:{NUMBER}@")
-    # 1005 was on a call in the ACD while it had the caller, then wrapped up.
-    assert "on-call" in states(server.agent_events("1005"))
+    # 1005 was on this call in the ACD from the first ring (before it answered), then
+    # wrapped up when the caller went on to the number.
+    evs = server.agent_events("1005")
+    assert states(evs)[:4] == ["registered", "available", "on-call", "wrap-up"], states(evs)
+    transfer_answered = [e for e in events(contact, "answered") if e.data.get("transfer")]
+    assert evs[2].at < transfer_answered[0].at, (evs[2].at, transfer_answered[0].at)
     (heard,) = capture.streams_to(carrier.media_port)
     assert heard.loud_seconds(AUDIBLE_DBOV) >= 1.0, heard.describe()
     assert_clean_log(server)
