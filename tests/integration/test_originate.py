@@ -45,17 +45,21 @@ CARRIER_IP = "127.0.0.2"
 NUMBER = "0600000009"  # Eleanor Whitfield in config/customers.csv
 
 
-def outbound_to(carrier: SippProcess) -> Callable[[Path], None]:
-    """A config edit: the demo trunk's outbound route goes to ``carrier``."""
+def carrier_route(address: str | None) -> Callable[[Path], None]:
+    """A config edit: the demo trunk's outbound route goes to ``address`` (host:port),
+    or, with None, the trunk has none. The line is replaced where the demo has one."""
 
     def edit(cfg: Path) -> None:
         trunks = cfg / "trunks.toml"
-        trunks.write_text(
-            trunks.read_text().replace(
-                'description = "Demo carrier',
-                f'outbound = "{carrier.contact}"\ndescription = "Demo carrier',
+        text = re.sub(r"(?m)^outbound = .*\n", "", trunks.read_text())
+        if address is not None:
+            text, n = re.subn(
+                r'(?m)^description = "Demo carrier',
+                f'outbound = "{address}"\ndescription = "Demo carrier',
+                text,
             )
-        )
+            assert n == 1, "the demo trunk moved"
+        trunks.write_text(text)
 
     return edit
 
@@ -111,7 +115,7 @@ async def test_ami_originate_rings_the_agent_then_the_carrier(
     carrier = await peers.uas(local_ip=CARRIER_IP)
     port = free_tcp_port()
     server: ServerProcess = await start_server(
-        edit=edits(enable_ami(port), originate_class, outbound_to(carrier))
+        edit=edits(enable_ami(port), originate_class, carrier_route(carrier.contact))
     )
     await server.wait_log(rf"ami: manager interface on 127\.0\.0\.1:{port}")
     agent = await sipp_agent(peers, server, "1001", "answer_hangup", ring_ms=300, talk_ms=4000)
@@ -191,7 +195,7 @@ async def test_api_click_to_call_to_an_extension_and_its_refusals(
     """The agent's own token dials extension 1005 (a SIPp phone): 1001 rings,
     answers, 1005 rings, answers, 1001 hangs up. An agent may not dial for
     another; an agent without a phone cannot dial at all."""
-    server: ServerProcess = await start_server()
+    server: ServerProcess = await start_server(edit=carrier_route(None))
     base = f"http://127.0.0.1:{server.http_port}"
     agent = await sipp_agent(peers, server, "1001", "answer_hangup", ring_ms=300, talk_ms=2000)
     far = await sipp_agent(peers, server, "1005", "answer", ring_ms=300)
@@ -210,7 +214,7 @@ async def test_api_click_to_call_to_an_extension_and_its_refusals(
             assert r.status == 409 and body["error_id"] == "destination-not-registered", body
         async with http.post(f"{base}/api/calls", headers=bearer(SUPERVISOR),
                              json={"agent": "1001", "number": NUMBER}) as r:  # fmt: skip
-            body = await r.json()  # the demo trunk has no outbound route
+            body = await r.json()  # this trunk has no outbound route
             assert r.status == 409 and body["error_id"] == "no-outbound-route", body
         async with http.post(f"{base}/api/calls", headers=bearer(AGENT_1001),
                              json={"number": "1005"}) as r:  # fmt: skip
@@ -245,12 +249,14 @@ async def test_failures_end_the_click_to_call_and_free_the_agent(
     Timeout (the phone got a CANCEL). The carrier rings 1001's call (1001 hears
     the ringing tone) and answers 486: the contact ends as failed (busy), 1001
     is hung up and wraps up."""
-    busy = SippProcess(scenario_path("carrier_busy.xml"), workdir=peers.workdir,
+    busy = SippProcess(scenario_path("carrier_ringing_busy.xml"), workdir=peers.workdir,
                        name="carrier-busy", local_ip=CARRIER_IP, timeout=30)  # fmt: skip
     await peers.sipp(busy, ready=True)
     port = free_tcp_port()
     server: ServerProcess = await start_server(
-        edit=edits(enable_ami(port), originate_class, outbound_to(busy), queue_timers(wrap_up=1))
+        edit=edits(
+            enable_ami(port), originate_class, carrier_route(busy.contact), queue_timers(wrap_up=1)
+        )
     )
     await server.wait_log(rf"ami: manager interface on 127\.0\.0\.1:{port}")
     ringing = await sipp_agent(peers, server, "1002", "noanswer")
@@ -312,7 +318,7 @@ async def test_api_blind_transfer_to_an_agent_then_a_number(
     external number through the carrier; the caller is heard at the carrier."""
     carrier = await peers.uas(local_ip=CARRIER_IP)
     server: ServerProcess = await start_server(
-        edit=edits(outbound_to(carrier), queue_timers(wrap_up=1))
+        edit=edits(carrier_route(carrier.contact), queue_timers(wrap_up=1))
     )
     base = f"http://127.0.0.1:{server.http_port}"
     first = await sipp_agent(peers, server, "1001", "answer", ring_ms=300)

@@ -120,13 +120,14 @@ def free_port_block(count: int, *, even: bool = True, udp: bool = True, tcp: boo
     raise RuntimeError(f"no block of {count} free ports found on 127.0.0.1")
 
 
-def _proc_address(ip: str) -> str:
-    """An IPv4 address as /proc/net writes it (the 32-bit value in host order, hex)."""
-    return "".join(f"{int(part):02X}" for part in reversed(ip.split(".")))
+_PROC_ADDRESSES = frozenset(
+    {"00000000"} | {socket.inet_aton(a)[::-1].hex().upper() for a in PEER_ADDRESSES}
+)
 
 
-def _bound_ports(table: Path, listening_only: bool, ip: str = LOOPBACK) -> set[int]:
-    """Ports bound on ``ip`` or 0.0.0.0 according to /proc/net/{udp,tcp}."""
+def _bound_ports(table: Path, listening_only: bool) -> set[int]:
+    """Ports bound on a peer address (127.0.0.1, 127.0.0.2) or 0.0.0.0 according to
+    /proc/net/{udp,tcp}, whose addresses are hex in host (little-endian) order."""
     ports: set[int] = set()
     try:
         lines = table.read_text().splitlines()[1:]
@@ -137,7 +138,7 @@ def _bound_ports(table: Path, listening_only: bool, ip: str = LOOPBACK) -> set[i
         if len(fields) < 4:
             continue
         address, _, port_hex = fields[1].partition(":")
-        if address not in (_proc_address(ip), "00000000"):
+        if address not in _PROC_ADDRESSES:
             continue
         if listening_only and fields[3] != _LISTEN:
             continue
@@ -145,17 +146,13 @@ def _bound_ports(table: Path, listening_only: bool, ip: str = LOOPBACK) -> set[i
     return ports
 
 
-def is_bound(
-    ports: int | Iterable[int], *, udp: bool = True, tcp: bool = False, ip: str = LOOPBACK
-) -> bool:
-    """True when every port is bound (UDP) or listening (TCP) on ``ip`` (127.0.0.1).
+def is_bound(ports: int | Iterable[int], *, udp: bool = True, tcp: bool = False) -> bool:
+    """True when every port is bound (UDP) or listening (TCP) on a peer address.
 
     Reads /proc/net rather than trying to bind: a probe bind could take the
     port from the very process that is about to bind it.
     """
     wanted = {ports} if isinstance(ports, int) else set(ports)
-    if udp and not wanted <= _bound_ports(Path("/proc/net/udp"), listening_only=False, ip=ip):
+    if udp and not wanted <= _bound_ports(Path("/proc/net/udp"), listening_only=False):
         return False
-    return not (
-        tcp and not wanted <= _bound_ports(Path("/proc/net/tcp"), listening_only=True, ip=ip)
-    )
+    return not (tcp and not wanted <= _bound_ports(Path("/proc/net/tcp"), listening_only=True))

@@ -462,7 +462,7 @@ class SippProcess:
         def ready() -> bool:
             if process.returncode is not None:
                 raise SippError(f"{self.name} exited before listening\n{self.diagnostics()}")
-            return is_bound(ports, ip=self.local_ip)
+            return is_bound(ports)
 
         await wait_for(ready, timeout, f"{self.name} to bind {ports}", diagnose=self.diagnostics)
 
