@@ -38,9 +38,11 @@ NO_ANSWER = "no answer"
 """The not-ready reason the router sets itself when an offer rings out."""
 
 #: Agent state machine: which event moves which state where (STYLE habit 3).
+#: ``dial``: the agent places or takes a call outside the queues (click-to-call,
+#: a transfer to the agent's extension); ``hangup`` ends it like a queue call.
 AGENT_TRANSITIONS: dict[str, dict[str, str]] = {
     LOGGED_OUT: {"login": AVAILABLE, "login_paused": NOT_READY},
-    AVAILABLE: {"offer": RESERVED, "pause": NOT_READY, "logout": LOGGED_OUT},
+    AVAILABLE: {"offer": RESERVED, "dial": ON_CALL, "pause": NOT_READY, "logout": LOGGED_OUT},
     RESERVED: {
         "answer": ON_CALL,
         "no_answer": NOT_READY,
@@ -49,8 +51,8 @@ AGENT_TRANSITIONS: dict[str, dict[str, str]] = {
         "logout": LOGGED_OUT,
     },
     ON_CALL: {"hangup": WRAP_UP, "logout": LOGGED_OUT},
-    WRAP_UP: {"wrap_done": AVAILABLE, "pause": NOT_READY, "logout": LOGGED_OUT},
-    NOT_READY: {"ready": AVAILABLE, "pause": NOT_READY, "logout": LOGGED_OUT},
+    WRAP_UP: {"wrap_done": AVAILABLE, "dial": ON_CALL, "pause": NOT_READY, "logout": LOGGED_OUT},
+    NOT_READY: {"ready": AVAILABLE, "dial": ON_CALL, "pause": NOT_READY, "logout": LOGGED_OUT},
 }
 
 

@@ -279,6 +279,29 @@ class AcdNode:
             await self._write(AgentRecord(ext, NOT_READY, reason, now, node))
             self._drain()
 
+    async def dial(self, ext: str, call_id: str) -> None:
+        """The agent is on a call outside the queues (click-to-call, a direct transfer).
+
+        Written to the store as this node's, so no node offers it a queue call
+        until `hangup`. There is no reservation: an offer another node made a
+        moment earlier still rings (docs/cluster.md).
+        """
+        async with self._lock:
+            now = self.clock()
+            self.router.dial(ext, now, call_id)
+            await self._write_router_state(ext, now)
+            self._engaged.add(ext)
+            self._drain()
+
+    async def add_member(self, queue: str, ext: str, penalty: int = 0) -> None:
+        """Live queue membership, on this node's router (not shared, not persisted)."""
+        async with self._lock:
+            await self._place(self.router.add_member(queue, ext, self.clock(), penalty))
+
+    async def remove_member(self, queue: str, ext: str) -> None:
+        async with self._lock:
+            await self._place(self.router.remove_member(queue, ext, self.clock()))
+
     async def hangup(self, ext: str) -> None:
         """The agent's call (on this node) ended: wrap-up here, then available."""
         async with self._lock:

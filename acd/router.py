@@ -374,6 +374,28 @@ class Router:
         self._timer(agent.wrap_until, "wrap", ext)
         return []
 
+    def dial(self, ext: str, now: float, call_id: str) -> None:
+        """The agent is on a call outside the queues (click-to-call, a direct transfer).
+
+        No queue call is offered until :meth:`hangup`, which then runs the
+        wrap-up of the agent's queues. An agent on a break returns to it
+        afterwards; a wrap-up in progress is counted as ended.
+        """
+        agent = self._agent(ext)
+        if agent.state not in (AVAILABLE, NOT_READY, WRAP_UP):
+            raise AcdError(f"agent {ext} is {agent.state}: cannot take another call")
+        if agent.state == NOT_READY:
+            agent.pending_reason = agent.reason
+        elif agent.state == WRAP_UP:
+            self._count_handled(agent, now)
+            agent.wrap_until = None
+        self._move(agent, "dial", now, "outside the queues", call_id)
+        agent.call_id = call_id
+        agent.queue = None
+        agent.answered_at = now
+        agent.hold_time = 0.0
+        agent.hold_since = None
+
     def _finish_talk(self, agent: Agent, now: float) -> None:
         if agent.hold_since is not None:
             agent.hold_time += now - agent.hold_since

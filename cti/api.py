@@ -22,12 +22,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccserver.calls.control import CallControl, ControlError
+from ccserver.calls.outbound import NUMBER_PATTERN
 from ccserver.events import EventBus
 from ccserver.storage.database import get_contact
 from ccserver.storage.models import Contact
 from cti.api_json import dumps
 from cti.auth import Authenticator, Principal, Role
-from cti.errors import error_middleware, forbidden, invalid_json, not_implemented, validation_failed
+from cti.errors import error_middleware, forbidden, invalid_json, validation_failed
 from cti.openapi import QueryParam, openapi_document
 from cti.pop import PopService
 from cti.reports_api import (
@@ -102,8 +103,14 @@ class NotReadyBody(_Body):
 
 class TransferBody(_Body):
     queue: str | None = Field(default=None, min_length=1, description="blind transfer to a queue")
-    agent: str | None = Field(default=None, min_length=1, description="not implemented yet")
-    number: str | None = Field(default=None, min_length=1, description="not implemented yet")
+    agent: str | None = Field(
+        default=None, min_length=1, description="blind transfer to an agent's extension"
+    )
+    number: str | None = Field(
+        default=None,
+        pattern=NUMBER_PATTERN,
+        description="blind transfer to a number through the trunk's outbound route",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> TransferBody:
@@ -111,6 +118,20 @@ class TransferBody(_Body):
         if len(given) != 1:
             raise ValueError("give exactly one transfer target: queue, agent or number")
         return self
+
+
+class DialBody(_Body):
+    agent: str | None = Field(
+        default=None,
+        min_length=1,
+        description="the agent whose phone rings first (default: the token's own agent)",
+    )
+    number: str = Field(
+        pattern=NUMBER_PATTERN, description="an extension, or a number called through the trunk"
+    )
+    ring_timeout: float | None = Field(
+        default=None, gt=0, le=120, description="seconds the agent's phone rings (default 30)"
+    )
 
 
 class DispositionBody(_Body):
@@ -283,13 +304,11 @@ async def transfer_call(request: web.Request, who: Principal) -> Any:
     body = await read_body(request, TransferBody)
     view = control.call(request.match_info["contact_id"])
     _require_call(request, who, view)
-    if body.queue is None:
-        target = "agent" if body.agent is not None else "number"
-        raise not_implemented(
-            f"transfer to {'an agent' if target == 'agent' else 'a number'} is not available "
-            'yet; only blind transfer to a queue ({"queue": "general"})',
-            {"target": target},
-        )
+    if body.agent is not None:
+        return control.transfer_to_agent(view["contact_id"], body.agent)
+    if body.number is not None:
+        return control.transfer_to_number(view["contact_id"], body.number)
+    assert body.queue is not None  # exactly one target (TransferBody)
     return control.transfer_to_queue(view["contact_id"], body.queue)
 
 
@@ -338,6 +357,18 @@ async def complete_consult(request: web.Request, who: Principal) -> Any:
 async def cancel_consult(request: web.Request, who: Principal) -> Any:
     await read_body(request, NoBody)
     return _seen_by(who, _control(request).consult_cancel(await _own_call_id(request, who)))
+
+
+async def click_to_call(request: web.Request, who: Principal) -> Any:
+    """Ring the agent's phone, then the number (an agent dials for itself only)."""
+    body = await read_body(request, DialBody)
+    agent = body.agent or who.agent
+    if agent is None:
+        raise ControlError(422, "agent-required", "give the agent whose phone rings first")
+    who.require_agent(agent)
+    return await _control(request).click_to_call(
+        agent, body.number, via="api", ring_timeout=body.ring_timeout
+    )
 
 
 async def _contact_allowed(request: web.Request, who: Principal, contact_id: str) -> bool:
@@ -459,6 +490,15 @@ class Route:
 
 ROUTES: tuple[Route, ...] = (
     Route("GET", "/api/calls", list_calls, "Live calls (an agent sees its own)", "calls"),
+    Route(
+        "POST",
+        "/api/calls",
+        click_to_call,
+        "Click-to-call: ring the agent's phone, then the number, and bridge them",
+        "calls",
+        body=DialBody,
+        self_only=True,
+    ),
     Route("GET", "/api/calls/{contact_id}", get_call, "One live call", "calls", self_only=True),
     Route(
         "POST",
@@ -490,7 +530,7 @@ ROUTES: tuple[Route, ...] = (
         "POST",
         "/api/calls/{contact_id}/transfer",
         transfer_call,
-        "Blind transfer to a queue (other targets: 501)",
+        "Blind transfer to a queue, an agent or a number",
         "calls",
         body=TransferBody,
         self_only=True,

@@ -75,8 +75,6 @@ def _operation(route: Route, components: dict[str, Any]) -> dict[str, Any]:
             **{code: _error(text) for code, text in _ERRORS.items()},
         },
     }
-    if "transfer" in route.path:
-        op["responses"]["501"] = _error("not-implemented: a transfer target not available yet")
     params += [
         {
             "name": p.name,

@@ -15,7 +15,8 @@ Queue Logs*). The mapping, with the data fields in Asterisk's order:
   overflow to ``callback``: a queue callback keeps its place, and its CONNECT
   is the agent's answer)
 - TRANSFER(extension, context, holdtime, calltime, origposition): ``transferred``;
-  the extension is the target queue, the context ``queue``
+  the extension is the target queue (context ``queue``), or the extension or
+  number of a blind transfer (context ``from-internal``)
 - AGENTLOGIN(channel), AGENTLOGOFF(channel, logintime): agent state out of /
   into ``logged-out``; PAUSE(reason), UNPAUSE(reason): into / out of ``not-ready``
 
@@ -127,7 +128,7 @@ def contact_entries(
             start = offered.pop(str(data["agent"]), None)
             ms = 0 if start is None else max(0, int((ev.at - start).total_seconds() * 1000))
             out.append(_entry(ev.at, cid, queue, name(data["agent"]), "RINGNOANSWER", ms))
-        elif ev.type == "answered" and queued_at is not None:
+        elif ev.type == "answered" and queued_at is not None and not data.get("transfer"):
             connected = str(data.get("agent") or contact.agent or "")
             connected_at = ev.at
             holdtime = _secs(queued_at, ev.at)
@@ -136,10 +137,12 @@ def contact_entries(
                 _entry(ev.at, cid, queue, name(connected), "CONNECT", holdtime, cid, ringtime)
             )
         elif ev.type == "transferred" and connected is not None and not finished:
+            # TRANSFER|extension|context: a queue, an agent's extension or a number.
+            target = data.get("to_queue") or data.get("to_agent") or data.get("to_number") or ""
+            context = "queue" if data.get("to_queue") else "from-internal"
             out.append(
                 _entry(ev.at, cid, queue, name(connected), "TRANSFER",
-                       data.get("to_queue") or "", "queue", holdtime,
-                       _secs(connected_at, ev.at), origposition)
+                       target, context, holdtime, _secs(connected_at, ev.at), origposition)
             )  # fmt: skip
             finished = True
         elif ev.type == "agent_hung_up" and connected is not None and not finished:

@@ -101,6 +101,15 @@ class LocalAcd:
     def hangup(self, ext: str, now: float) -> list[Offer]:
         return self.router.hangup(ext, now)
 
+    def dial(self, ext: str, now: float, call_id: str) -> None:
+        self.router.dial(ext, now, call_id)
+
+    def add_member(self, queue: str, ext: str, now: float, penalty: int = 0) -> list[Offer]:
+        return self.router.add_member(queue, ext, now, penalty)
+
+    def remove_member(self, queue: str, ext: str, now: float) -> list[Offer]:
+        return self.router.remove_member(queue, ext, now)
+
     def get_timer(self) -> float | None:
         return self.router.get_timer()
 
@@ -243,6 +252,17 @@ class ClusterAcd(LocalAcd):
 
     def hangup(self, ext: str, now: float) -> list[Offer]:
         self._run(lambda: self.node.hangup(ext))
+        return []
+
+    def dial(self, ext: str, now: float, call_id: str) -> None:
+        self._run(lambda: self.node.dial(ext, call_id))
+
+    def add_member(self, queue: str, ext: str, now: float, penalty: int = 0) -> list[Offer]:
+        self._run(lambda: self.node.add_member(queue, ext, penalty))
+        return []
+
+    def remove_member(self, queue: str, ext: str, now: float) -> list[Offer]:
+        self._run(lambda: self.node.remove_member(queue, ext))
         return []
 
     def get_timer(self) -> float | None:

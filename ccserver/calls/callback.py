@@ -151,7 +151,7 @@ class QueueCallback(QueueRouting):
         self._note(call, "answered", answered)
         call.log.info("agent %s answered the callback; dialling %s", leg.agent, number)
         self._spawn(call, self._whisper(call, leg, f"Callback to {spoken_number(number)}."))
-        self._spawn(call, self._dial_customer(call, number))
+        self._spawn(call, self._dial_callback_customer(call, number))
         return True
 
     async def _whisper(self, call: Call, leg: Leg, text: str) -> None:
@@ -159,7 +159,7 @@ class QueueCallback(QueueRouting):
         if call.state == "dialing" and call.agent_leg is leg:
             self.clock.play(leg.endpoint, [audio])
 
-    async def _dial_customer(self, call: Call, number: str) -> None:
+    async def _dial_callback_customer(self, call: Call, number: str) -> None:
         if self.s.outbound is None:
             self._callback_failed(call, "no outbound route")
             return

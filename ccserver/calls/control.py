@@ -13,6 +13,7 @@ from typing import Any
 
 from acd.router import AcdError
 from ccserver.calls.model import Call
+from ccserver.calls.outbound import OriginateError
 from ccserver.calls.service import CallService
 from ccserver.calls.sidelegs import FeatureRefused, has_side_legs
 
@@ -104,6 +105,7 @@ class CallControl:
             "ivr_node": flow.node_name if flow is not None else None,
             "codec": call.caller.endpoint.codec,
             **self.service.side_view(call),
+            "direction": "outbound" if call.origination is not None else "inbound",
         }
 
     def calls(self) -> list[dict[str, Any]]:
@@ -321,3 +323,65 @@ class CallControl:
 
     def consult_cancel(self, contact_id: str) -> dict[str, Any]:
         return self._feature(self.service.consult_cancel, contact_id)
+
+    # -- calls placed for software (ccserver.calls.outbound) -----------------------------
+    async def click_to_call(
+        self, agent: str, number: str, *, via: str = "api", ring_timeout: float | None = None
+    ) -> dict[str, Any]:
+        """Ring `agent`'s phone, then call `number` and bridge them (see calls/outbound.py)."""
+        try:
+            call = await self.service.originate(
+                agent, number, via=via, agent_name=self.extensions.get(agent),
+                ring_timeout=ring_timeout,
+            )  # fmt: skip
+        except OriginateError as exc:
+            raise ControlError(exc.status, exc.error_id, exc.message,
+                               {"agent": agent, "number": number}) from None  # fmt: skip
+        return self.call_view(call)
+
+    def transfer_to_agent(self, contact_id: str, agent: str) -> dict[str, Any]:
+        """Blind transfer of a connected caller to an agent's extension."""
+        return self._blind_transfer(contact_id, "agent", agent)
+
+    def transfer_to_number(self, contact_id: str, number: str) -> dict[str, Any]:
+        """Blind transfer of a connected caller to a number through the trunk."""
+        return self._blind_transfer(contact_id, "number", number)
+
+    def _blind_transfer(self, contact_id: str, kind: str, target: str) -> dict[str, Any]:
+        call = self._call(contact_id)
+        if kind == "agent" and call.agent_leg is not None and call.agent_leg.agent == target:
+            raise ControlError(409, "same-agent", f"the call is already with agent {target}",
+                               {kind: target})  # fmt: skip
+        try:
+            self.service.blind_transfer(call, kind, target)
+        except OriginateError as exc:
+            raise ControlError(exc.status, exc.error_id, exc.message, {kind: target}) from None
+        return self.call_view(call)
+
+    # -- queue membership (live, not written back to queues.toml) -------------------------
+    def queue_add(self, queue: str, agent: str, penalty: int = 0) -> dict[str, Any]:
+        """Make `agent` a member of `queue` until the node restarts."""
+        router = self.service.router
+        if queue not in router.queues:
+            raise ControlError(404, "queue-not-found", f"no queue {queue}", {"queue": queue})
+        if agent not in self.extensions:
+            raise ControlError(404, "agent-not-found", f"no extension {agent}", {"agent": agent})
+        if agent in router.members(queue):
+            raise ControlError(409, "already-member", f"{agent} is already in queue {queue}",
+                               {"queue": queue, "agent": agent})  # fmt: skip
+        svc = self.service
+        svc._apply(svc.acd.add_member(queue, agent, svc.now(), penalty))
+        return {"queue": queue, "agent": agent, "penalty": penalty,
+                "members": router.members(queue)}  # fmt: skip
+
+    def queue_remove(self, queue: str, agent: str) -> dict[str, Any]:
+        """Take `agent` out of `queue`; a call it is on goes on."""
+        router = self.service.router
+        if queue not in router.queues:
+            raise ControlError(404, "queue-not-found", f"no queue {queue}", {"queue": queue})
+        if agent not in router.members(queue):
+            raise ControlError(404, "not-a-member", f"{agent} is not in queue {queue}",
+                               {"queue": queue, "agent": agent})  # fmt: skip
+        svc = self.service
+        svc._apply(svc.acd.remove_member(queue, agent, svc.now()))
+        return {"queue": queue, "agent": agent, "members": router.members(queue)}

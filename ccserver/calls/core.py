@@ -237,3 +237,7 @@ class CallCore:
 
     def _overflow_to_voicemail(self, call: Call, d: Any) -> None:
         raise NotImplementedError
+
+    def _call_ended(self, call: Call, previous: str) -> None:
+        """After `_end_call`: a feature releases what it held for the call (`previous`
+        is the state the call was in)."""

@@ -68,6 +68,8 @@ class Call:
     holds: int = 0
     hold_seconds: float = 0.0
     side: Any = None  # supervisor, conference and consult legs (calls.sidelegs.SideState)
+    origination: Any = None  # a click-to-call's details (ccserver.calls.outbound.Origination)
+    transfer_target: str | None = None  # what a blind transfer asked by software rings
 
 
 def utcnow() -> datetime:

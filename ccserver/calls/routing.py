@@ -195,6 +195,15 @@ class QueueRouting(CallCore):
         self, call: Call, user: str, contact: str, source: Address, endpoint: Any
     ) -> tuple[Request, SessionDescription]:
         """An INVITE to a registered phone on behalf of the caller (their number shown)."""
+        caller = call.caller.invite.from_
+        shown = NameAddr(self.our_uri(call.caller_number), caller.display or call.caller_number)
+        return self._invite_as(call.contact_id, shown, user, contact, source, endpoint)
+
+    def _invite_as(
+        self, contact_id: str, shown: NameAddr, user: str, contact: str, source: Address,
+        endpoint: Any,
+    ) -> tuple[Request, SessionDescription]:  # fmt: skip
+        """An INVITE from the platform for contact `contact_id`, `shown` as the calling party."""
         target = SipUri.parse(contact)
         sdp = offer(
             local_ip=self.s.host,
@@ -205,16 +214,14 @@ class QueueRouting(CallCore):
         h = Headers()
         h.add("Via", str(self._via(source)))
         h.add("Max-Forwards", "70")
-        caller = call.caller.invite.from_
-        display = caller.display or call.caller_number
-        h.add("From", str(NameAddr(self.our_uri(call.caller_number), display, {"tag": new_tag()})))
+        h.add("From", str(NameAddr(shown.uri, shown.display, {"tag": new_tag()})))
         h.add("To", str(NameAddr(SipUri(user=user, host=self.s.host, port=self.port))))
         h.add("Call-ID", new_call_id(self.s.host))
         h.add("CSeq", "1 INVITE")
         h.add("Contact", f"<{self.our_uri()}>")
         h.add("Allow", ALLOW)
         h.add("User-Agent", SERVER)
-        h.add("X-Contact-ID", call.contact_id)
+        h.add("X-Contact-ID", contact_id)
         h.add("Content-Type", "application/sdp")
         return Request("INVITE", target, h, sdp.to_bytes()), sdp
 
@@ -252,11 +259,18 @@ class QueueRouting(CallCore):
 
     def _transfer_to_number(self, call: Call, number: str) -> None:
         """Call an external number through the trunk's outbound route."""
-        if self.s.outbound is None:
+        route = self._outbound_route(number)
+        if route is None:
             self._transfer_failed(call, f"no outbound route to {number}")
             return
+        self._start_transfer(call, number, *route)
+
+    def _outbound_route(self, number: str) -> tuple[str, Address] | None:
+        """The request URI and carrier address the trunk's outbound route uses for `number`."""
+        if self.s.outbound is None:
+            return None
         host, port = self.s.outbound
-        self._start_transfer(call, number, f"sip:{number}@{host}:{port}", (host, port))
+        return f"sip:{number}@{host}:{port}", (host, port)
 
     def _start_transfer(self, call: Call, ext: str, contact: str, source: Address) -> None:
         call.state = "transferring"
@@ -326,8 +340,9 @@ class QueueRouting(CallCore):
             leg.endpoint.bridge(call.caller.endpoint)
             call.agent_leg = leg
             call.state = "bridged"
+            if not call.answered:  # a connected caller transferred keeps its first answer
+                self.recorder.update(call.contact_id, answered_at=_utcnow())
             call.answered = True
-            self.recorder.update(call.contact_id, answered_at=_utcnow())
             self._note(call, "answered", {"extension": ext, "transfer": True,
                                           "codec": audio.codec})  # fmt: skip
             return

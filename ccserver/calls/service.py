@@ -24,6 +24,7 @@ from ccserver.calls.flows import FlowSteps
 from ccserver.calls.leg import Address, CallLog, Leg
 from ccserver.calls.model import ALLOW, SERVER, Call, CallSettings
 from ccserver.calls.monitor import Supervision
+from ccserver.calls.outbound import OutboundCalls
 from ccserver.calls.routing import QueueRouting
 from ccserver.calls.sidelegs import has_side_legs
 from ccserver.calls.voicemail import QueueVoicemail
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class CallService(
+    OutboundCalls,
     Supervision,
     Conferencing,
     ConsultTransfer,
@@ -487,6 +489,7 @@ class CallService(
         )
         call.log.info("ended: %s (%s hung up)", outcome, who)
         self.calls.pop(call.contact_id, None)
+        self._call_ended(call, previous)
 
     def _arm_registrations(self) -> None:
         if self._reg_timer is not None:

@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 DIRECTIONS = frozenset({"inbound", "outbound"})
-INITIATIONS = frozenset({"inbound", "outbound", "transfer", "callback"})
+INITIATIONS = frozenset({"inbound", "outbound", "transfer", "callback", "click-to-call"})
 OUTCOMES = frozenset(
     {
         "answered",

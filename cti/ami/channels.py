@@ -53,7 +53,7 @@ AGENT_DEVICE_STATE = {
 
 _CALL_EVENTS = frozenset(
     "Newchannel Newstate DialBegin DialEnd BridgeEnter BridgeLeave Hold Unhold Hangup VarSet"
-    .split()
+    " OriginateResponse".split()
 )  # fmt: skip
 
 
@@ -140,6 +140,10 @@ class _Call:
     ring_time: float = 0.0
     hold_time: float = 0.0
     """Seconds the caller waited in queue before the agent answered."""
+    originated: bool = False
+    """A click-to-call: `caller` is the agent's channel, the number is dialled from it."""
+    cause: tuple[int, str] = NORMAL_CLEARING
+    """The first channel's hangup cause."""
 
 
 class ChannelTracker:
@@ -234,6 +238,9 @@ class ChannelTracker:
         handler = getattr(self, "_on_" + kind[5:], None)
         if kind == "call.arrived":
             self._on_arrived(event, cid, out)
+            return out
+        if kind == "call.originated":
+            self._on_originated(event, cid, out)
             return out
         call = self._calls.get(cid)
         if call is None or handler is None:
@@ -428,6 +435,10 @@ class ChannelTracker:
         self._emit(out, "BridgeLeave", bridge, [("BridgeNumChannels", "1")], first.header())
         self._emit(out, "BridgeLeave", bridge, [("BridgeNumChannels", "0")], second.header())
         talk = ev.at - (dest.answered if dest.answered is not None else ev.at)
+        if call.originated:
+            self._hangup(dest, NORMAL_CLEARING, out)
+            call.connected = None
+            return
         self._emit(out, "AgentComplete", caller.header(), dest.header("Dest"), [
             ("Queue", call.queue or ""), *self._member(dest.agent or ""),
             ("HoldTime", str(round(call.hold_time))),
@@ -472,8 +483,94 @@ class ChannelTracker:
         self._end_bridge(ev, call, "agent" if who == "agent" else "caller", out)
         self._cancel_dialing(call, out)
         self._leave_line(call)
-        self._hangup(call.caller, NORMAL_CLEARING, out)
+        self._hangup(call.caller, call.cause, out)
         self._calls.pop(call.caller.contact_id, None)
+
+    # -- click-to-call: the agent's channel first, the number dialled from it ---------
+    def _on_originated(self, ev: Event, cid: str, out: list[AmiEvent]) -> None:
+        d = ev.data
+        agent = str(d.get("agent") or ev.agent or "")
+        number = str(d.get("number") or "")
+        ch = self._channel(
+            agent,
+            cid,
+            ev.at,
+            None,
+            caller_num=agent,
+            caller_name=self.member_name(agent),
+            exten=number,
+            context=self.agent_context,
+            connected_num=number,
+            agent=agent,
+        )
+        self._calls[cid] = _Call(ch, originated=True)
+        self._emit(out, "Newchannel", ch.header())
+
+    def _on_agent_alerting(self, ev: Event, call: _Call, out: list[AmiEvent]) -> None:
+        self._newstate(call.caller, RINGING, ev.at, out)
+
+    def _on_agent_answered(self, ev: Event, call: _Call, out: list[AmiEvent]) -> None:
+        self._newstate(call.caller, UP, ev.at, out)
+
+    def _on_agent_failed(self, ev: Event, call: _Call, out: list[AmiEvent]) -> None:
+        reason = ev.data.get("reason")
+        call.cause = {"no-answer": NO_ANSWER, "busy": USER_BUSY}.get(str(reason), CALL_REJECTED)
+
+    def _on_customer_dialed(self, ev: Event, call: _Call, out: list[AmiEvent]) -> None:
+        number = str(ev.data.get("number") or "")
+        extension = ev.data.get("destination") == "extension"
+        agent = call.caller
+        dest = self._channel(
+            number if extension else self.trunk,
+            agent.contact_id,
+            ev.at,
+            agent.linkedid,
+            caller_num=number,
+            caller_name="",
+            exten=number,
+            context=self.agent_context,
+            connected_num=agent.caller_num,
+            connected_name=agent.caller_name,
+        )
+        call.dialing[number] = (dest, ev.at)
+        self._emit(out, "Newchannel", dest.header())
+        self._emit(out, "DialBegin", agent.header(), dest.header("Dest"),
+                   [("DialString", number)])  # fmt: skip
+
+    def _on_customer_alerting(self, ev: Event, call: _Call, out: list[AmiEvent]) -> None:
+        entry = call.dialing.get(str(ev.data.get("number") or ""))
+        if entry is not None:
+            self._newstate(entry[0], RINGING, ev.at, out)
+
+    def _on_connected(self, ev: Event, call: _Call, out: list[AmiEvent]) -> None:
+        entry = call.dialing.pop(str(ev.data.get("number") or ""), None)
+        if entry is None:
+            return
+        dest = entry[0]
+        agent = call.caller
+        self._newstate(dest, UP, ev.at, out)
+        self._dial_end(call, dest, "ANSWER", out)
+        call.connected = dest
+        bridge = [
+            ("BridgeUniqueid", agent.contact_id),
+            ("BridgeType", "basic"),
+            ("BridgeTechnology", "simple_bridge"),
+            ("BridgeCreator", "<unknown>"),
+            ("BridgeName", "<unknown>"),
+        ]
+        self._emit(out, "BridgeEnter", bridge, [("BridgeNumChannels", "1")], agent.header())
+        self._emit(out, "BridgeEnter", bridge, [("BridgeNumChannels", "2")], dest.header())
+
+    def _on_customer_failed(self, ev: Event, call: _Call, out: list[AmiEvent]) -> None:
+        entry = call.dialing.pop(str(ev.data.get("number") or ""), None)
+        if entry is None:
+            return
+        reason = str(ev.data.get("reason") or "")
+        status, cause = {"no-answer": ("NOANSWER", NO_ANSWER), "busy": ("BUSY", USER_BUSY)}.get(
+            reason, ("CONGESTION", CALL_REJECTED)
+        )
+        self._dial_end(call, entry[0], status, out)
+        self._hangup(entry[0], cause, out)
 
     def _agent_state(self, ev: Event, out: list[AmiEvent]) -> None:
         agent = str(ev.agent)

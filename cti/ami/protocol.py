@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "BANNER",
     "MAX_MESSAGE",
+    "ActionError",
     "LocalProtocolError",
     "Message",
     "Parser",
@@ -38,6 +39,10 @@ MAX_MESSAGE = 64 * 1024
 
 class RemoteProtocolError(Exception):
     """The peer sent something we cannot accept (the session is closed)."""
+
+
+class ActionError(Exception):
+    """An action refused: answered as ``Response: Error`` with this message."""
 
 
 class LocalProtocolError(Exception):

@@ -17,7 +17,7 @@ import hmac
 import logging
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +27,16 @@ from twisted.python.failure import Failure
 
 from ccserver.events import EventBus
 from cti.ami.channels import AGENT_DEVICE_STATE, AmiEvent, Channel, ChannelTracker
-from cti.ami.protocol import BANNER, Message, Parser, RemoteProtocolError, clean, serialize
+from cti.ami.originate import OriginateActions, Originations, interface_extension, membership
+from cti.ami.protocol import (
+    BANNER,
+    ActionError,
+    Message,
+    Parser,
+    RemoteProtocolError,
+    clean,
+    serialize,
+)
 
 if TYPE_CHECKING:
     from ccserver.calls.control import CallControl
@@ -139,10 +148,6 @@ def _bool(value: str | None) -> bool:
     return (value or "").strip().lower() in _TRUE
 
 
-class ActionError(Exception):
-    """An action refused: answered as ``Response: Error`` with this message."""
-
-
 @dataclass
 class ManagerCore:
     """Accounts, throttle, channel state and the sessions events go to."""
@@ -154,6 +159,8 @@ class ManagerCore:
     default_pause_reason: str = "break"
     strategies: dict[str, str] = field(default_factory=dict)
     sessions: set[Session] = field(default_factory=set)
+    originations: Originations = field(default_factory=Originations)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     @classmethod
     def from_config(cls, cfg: AmiConfig, **kw: Any) -> ManagerCore:
@@ -168,12 +175,29 @@ class ManagerCore:
         """One bus event: update the channels, push the AMI events to every session."""
         out = self.tracker.handle(event)
         for ami in out:
-            for session in list(self.sessions):
-                session.deliver(ami)
+            self.broadcast(ami)
+        self.originations.handle(event, self)
         return out
 
+    def broadcast(self, event: AmiEvent) -> None:
+        """An event to every session whose user and mask want it."""
+        for session in list(self.sessions):
+            session.deliver(event)
 
-class Session:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run an action's asynchronous part; the core owns the task (`close` cancels it)."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+
+
+class Session(OriginateActions):
     """One manager connection, without I/O: bytes in, bytes out through `send`."""
 
     def __init__(
@@ -227,6 +251,7 @@ class Session:
         if not self.closed:
             self.closed = True
             self.core.sessions.discard(self)
+            self.core.originations.forget(self)
             self._close()
 
     def send(self, pairs: Pairs) -> None:
@@ -429,11 +454,12 @@ class Session:
                 a = agents.get(ext, {})
                 state = a.get("state", "logged-out")
                 paused = state == "not-ready"
+                kind, penalty = membership(control, name, ext)
                 items.append([
                     ("Event", "QueueMember"), ("Queue", name),
                     ("Name", a.get("name", ext)), ("Location", f"PJSIP/{ext}"),
-                    ("StateInterface", f"PJSIP/{ext}"), ("Membership", "static"),
-                    ("Penalty", "0"), ("CallsTaken", "0"), ("LastCall", "0"),
+                    ("StateInterface", f"PJSIP/{ext}"), ("Membership", kind),
+                    ("Penalty", str(penalty)), ("CallsTaken", "0"), ("LastCall", "0"),
                     ("LastPause", "0"),
                     ("InCall", "1" if state in ("reserved", "on-call") else "0"),
                     ("Status", str(AGENT_DEVICE_STATE.get(state, 0))),
@@ -488,7 +514,7 @@ class Session:
 
     def _do_queuepause(self, msg: Message, head: Pairs) -> None:
         interface = msg.get("Interface") or ""
-        ext = _extension(interface)
+        ext = interface_extension(interface)
         if not ext:
             raise ActionError("Need 'Interface' and 'Paused' parameters.")
         control = self._control()
@@ -532,46 +558,10 @@ class Session:
         ch.variables[variable] = msg.get("Value") or ""
         self.send([("Response", "Success"), *head, ("Message", "Variable Set")])
 
-    def _transfer(self, msg: Message, head: Pairs, exten_key: str) -> None:
-        ch = self._channel(msg)
-        exten = msg.get(exten_key) or ""
-        control = self._control()
-        queues = {q["queue"] for q in control.queues()}
-        if exten not in queues:
-            raise ActionError(
-                f"Transfer target {exten!r} is not a queue: only transfers to a queue "
-                "name are supported"
-            )
-        control.transfer_to_queue(ch.contact_id, exten)
-        self.send([("Response", "Success"), *head, ("Message", "Redirect successful")])
-
-    def _do_redirect(self, msg: Message, head: Pairs) -> None:
-        self._transfer(msg, head, "Exten")
-
-    def _do_blindtransfer(self, msg: Message, head: Pairs) -> None:
-        self._transfer(msg, head, "Exten")
-
-    def _do_originate(self, msg: Message, head: Pairs) -> None:
-        raise ActionError("Originate is not supported: this platform places no outbound calls yet")
-
-    def _do_queueadd(self, msg: Message, head: Pairs) -> None:
-        raise ActionError("QueueAdd is not supported: queue members are set in queues.toml")
-
-    def _do_queueremove(self, msg: Message, head: Pairs) -> None:
-        raise ActionError("QueueRemove is not supported: queue members are set in queues.toml")
-
 
 def _hms(seconds: float) -> str:
     s = max(0, int(seconds))
     return f"{s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d}"
-
-
-def _extension(interface: str) -> str:
-    """``PJSIP/1001``, ``SIP/1001``, ``Local/1001@ctx`` or ``1001`` -> ``1001``."""
-    text = interface.strip()
-    if "/" in text:
-        text = text.split("/", 1)[1]
-    return text.split("@", 1)[0].split("-", 1)[0]
 
 
 # -- Twisted adapter ----------------------------------------------------------------
@@ -595,6 +585,7 @@ class _AmiProtocol(Protocol):
         if self.session is not None:
             self.session.closed = True
             self.core.sessions.discard(self.session)
+            self.core.originations.forget(self.session)
 
 
 class _AmiFactory(Factory):
@@ -640,6 +631,7 @@ class AmiServer:
     async def stop(self) -> None:
         for session in list(self.core.sessions):
             session.close()
+        await self.core.close()
         if self._port is not None:
             d = self._port.stopListening()
             self._port = None

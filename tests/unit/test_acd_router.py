@@ -93,3 +93,31 @@ def test_every_change_is_reported() -> None:
         ("a1", "logged-out", "available"),
         ("a1", "available", "reserved"),
     ]
+
+
+def test_an_agent_dialling_out_gets_no_queue_call_until_it_hangs_up() -> None:
+    r = router(wrap=5.0)
+    r.login("a1", 0.0)
+    r.dial("a1", 1.0, "out1")
+    assert r.agents["a1"].state == ON_CALL and r.agents["a1"].call_id == "out1"
+    assert r.enqueue("c1", "q", 2.0) == []  # nobody free
+    assert r.hangup("a1", 10.0) == []
+    assert r.agents["a1"].state == WRAP_UP
+    assert r.handle_timer(15.0) == [Offer("c1", "a1", "q")]
+    # The queue's statistics count queue calls only.
+    assert r.queue_stats("q", 15.0).answered == 0
+    with pytest.raises(AcdError, match="reserved"):
+        r.dial("a1", 16.0, "out2")
+
+
+def test_an_agent_on_a_break_returns_to_it_after_dialling_out() -> None:
+    r = router(wrap=0.0)
+    r.login("a1", 0.0, reason="lunch")
+    r.dial("a1", 1.0, "out1")
+    assert r.agents["a1"].state == ON_CALL
+    r.enqueue("c1", "q", 2.0)
+    assert r.hangup("a1", 3.0) == []
+    assert r.agents["a1"].state == NOT_READY and r.agents["a1"].reason == "lunch"
+    r.logout("a1", 4.0)
+    with pytest.raises(AcdError, match="logged-out"):
+        r.dial("a1", 5.0, "out2")

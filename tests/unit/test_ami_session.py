@@ -181,9 +181,17 @@ def test_write_classes_limit_actions() -> None:
     assert pong.get("Ping") == "Pong"
 
 
-def test_unsupported_actions_say_why() -> None:
+def test_originate_refusals_say_why() -> None:
     peer = Peer(core())
     peer.login()
     (resp,) = peer.send(("Action", "Originate"), ("ActionID", "o"), ("Channel", "PJSIP/1001"))
     assert resp.get("Response") == "Error" and resp.get("ActionID") == "o"
-    assert "not supported" in str(resp.get("Message"))
+    assert resp.get("Message") == "Exten or Application: Dial is required"
+    (resp,) = peer.send(("Action", "Originate"), ("Channel", "PJSIP/1001"),
+                        ("Application", "Playback"), ("Data", "hello"))  # fmt: skip
+    assert "only Dial" in str(resp.get("Message"))
+    (resp,) = peer.send(("Action", "Originate"), ("Exten", "0612345678"))
+    assert resp.get("Message") == "Channel not specified"
+    (resp,) = peer.send(("Action", "Originate"), ("Channel", "PJSIP/1001"),
+                        ("Exten", "0612345678"))  # fmt: skip
+    assert resp.get("Message") == "Call control is not available on this node"

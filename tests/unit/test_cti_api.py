@@ -97,6 +97,23 @@ class FakeControl(CallControl):
         self.ops.append(("transfer", contact_id, queue))
         return self.live[contact_id]
 
+    def transfer_to_agent(self, contact_id: str, agent: str) -> dict[str, Any]:
+        self.ops.append(("transfer-agent", contact_id, agent))
+        return self.live[contact_id]
+
+    def transfer_to_number(self, contact_id: str, number: str) -> dict[str, Any]:
+        self.ops.append(("transfer-number", contact_id, number))
+        return self.live[contact_id]
+
+    async def click_to_call(
+        self, agent: str, number: str, *, via: str = "api", ring_timeout: float | None = None
+    ) -> dict[str, Any]:
+        if agent not in self.states:
+            raise ControlError(404, "agent-not-found", f"no agent {agent}", {"agent": agent})
+        self.ops.append(("dial", agent, number, via))
+        self.live["c9"] = view("c9", None, caller=agent, dialed=number, ringing=[agent])
+        return self.live["c9"]
+
     def disposition(
         self, contact_id: str, disposition: str | None, notes: str | None
     ) -> dict[str, Any]:
@@ -283,24 +300,58 @@ async def test_unhandled_exception_is_500_without_details(
     assert "unhandled error on GET /api/calls" in caplog.text
 
 
-async def test_transfer_to_queue_or_501(env: Env) -> None:
+async def test_transfer_to_a_queue_an_agent_or_a_number(env: Env) -> None:
     client, control, _ = env
+    for body in ({"queue": "general"}, {"agent": "1002"}, {"number": "+33612345678"}):
+        resp = await client.post("/api/calls/c1/transfer", headers=auth(AGENT), json=body)
+        assert resp.status == 200, await resp.text()
+    assert control.ops == [
+        ("transfer", "c1", "general"),
+        ("transfer-agent", "c1", "1002"),
+        ("transfer-number", "c1", "+33612345678"),
+    ]
+    for bad in ({}, {"queue": "general", "agent": "1002"}, {"number": "06 12"}):
+        await error(
+            await client.post("/api/calls/c1/transfer", headers=auth(AGENT), json=bad),
+            422,
+            "invalid-data",
+        )
+    # Not the agent's call.
+    await error(
+        await client.post("/api/calls/c2/transfer", headers=auth(AGENT), json={"agent": "1001"}),
+        403,
+        "forbidden",
+    )
+
+
+async def test_click_to_call_for_oneself_or_by_a_supervisor(env: Env) -> None:
+    client, control, _ = env
+    resp = await client.post("/api/calls", headers=auth(AGENT), json={"number": "0612345678"})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["contact_id"] == "c9" and body["ringing"] == ["1001"]
+    await error(
+        await client.post(
+            "/api/calls", headers=auth(AGENT), json={"agent": "1002", "number": "0612345678"}
+        ),
+        403,
+        "forbidden",
+    )
     resp = await client.post(
-        "/api/calls/c1/transfer", headers=auth(AGENT), json={"queue": "general"}
+        "/api/calls", headers=auth(SUP), json={"agent": "1002", "number": "1005"}
     )
     assert resp.status == 200
-    assert control.ops == [("transfer", "c1", "general")]
-    body = await error(
-        await client.post("/api/calls/c1/transfer", headers=auth(AGENT), json={"agent": "1002"}),
-        501,
-        "not-implemented",
-    )
-    assert "queue" in body["message"]
     await error(
-        await client.post("/api/calls/c1/transfer", headers=auth(AGENT), json={}),
+        await client.post("/api/calls", headers=auth(SUP), json={"number": "0612345678"}),
+        422,
+        "agent-required",
+    )
+    await error(
+        await client.post("/api/calls", headers=auth(SUP), json={"agent": "1002", "number": "x"}),
         422,
         "invalid-data",
     )
+    assert control.ops == [("dial", "1001", "0612345678", "api"), ("dial", "1002", "1005", "api")]
 
 
 async def test_disposition_and_contacts_follow_ownership(env: Env) -> None:

@@ -119,6 +119,22 @@ def test_transfer_ends_the_call_in_this_queue() -> None:
     ]
 
 
+def test_transfer_to_an_agent_is_one_transfer_line_and_no_second_connect() -> None:
+    c = contact("c5", answered=5, ended=90, agent="1005", disconnect_reason="caller")
+    events = timeline(
+        "c5",
+        (0, "queued", {"queue": "sales"}),
+        (1, "offered", {"agent": "1001"}),
+        (5, "answered", {"agent": "1001"}),
+        (45, "transferred", {"from_agent": "1001", "to_agent": "1005"}),
+        (47, "answered", {"extension": "1005", "transfer": True}),
+    )
+    assert lines(c, events)[-2:] == [
+        f"{E + 5}|c5|sales|PJSIP/1001|CONNECT|5|c5|4",
+        f"{E + 45}|c5|sales|PJSIP/1001|TRANSFER|1005|from-internal|5|40|1",
+    ]
+
+
 def test_overflow_on_max_wait_exits_with_timeout_and_enters_the_next_queue() -> None:
     c = contact("c5", ended=100, queue="support", outcome="abandoned")
     events = timeline(

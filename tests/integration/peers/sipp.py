@@ -654,12 +654,14 @@ class SippProcess:
         calls: int | None = 1,
         timeout: float = 30.0,
         name: str | None = None,
+        local_ip: str = LOOPBACK,
     ) -> SippProcess:
         """SIPp's built-in UAS (``-sn uas``): 180, 200 (PCMU SDP), waits for BYE.
 
         With ``rtp_echo`` it sends every RTP packet it receives back to its
         sender, so one caller sees media in both directions. After the BYE
         it lingers 4 s (``timewait``) before counting the call done.
+        ``local_ip="127.0.0.2"`` makes it the demo carrier.
         """
         return cls(
             "uas",
@@ -669,6 +671,7 @@ class SippProcess:
             calls=calls,
             timeout=timeout,
             rtp_echo=rtp_echo,
+            local_ip=local_ip,
         )
 
     async def wait_registered(self, timeout: float = 5.0) -> SippMessage:
