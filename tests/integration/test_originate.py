@@ -23,8 +23,8 @@ from tests.integration.peers import wait_for
 from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.ports import free_tcp_port
 from tests.integration.peers.sipp import SippProcess, scenario_path
-from tests.integration.server import ServerProcess
-from tests.integration.test_acd_routing import acd_agent, caller, closed_contact
+from tests.integration.server import ServerProcess, outbound_to
+from tests.integration.test_acd_routing import acd_agent, caller, closed_contact, edits
 from tests.integration.test_ami import Client, enable_ami
 from tests.integration.test_call_flows import (
     AUDIBLE_DBOV,
@@ -45,41 +45,12 @@ CARRIER_IP = "127.0.0.2"
 NUMBER = "0600000009"  # Eleanor Whitfield in config/customers.csv
 
 
-def carrier_route(address: str | None) -> Callable[[Path], None]:
-    """A config edit: the demo trunk's outbound route goes to ``address`` (host:port),
-    or, with None, the trunk has none. The line is replaced where the demo has one."""
-
-    def edit(cfg: Path) -> None:
-        trunks = cfg / "trunks.toml"
-        text = re.sub(r"(?m)^outbound = .*\n", "", trunks.read_text())
-        if address is not None:
-            text, n = re.subn(
-                r'(?m)^description = "Demo carrier',
-                f'outbound = "{address}"\ndescription = "Demo carrier',
-                text,
-            )
-            assert n == 1, "the demo trunk moved"
-        trunks.write_text(text)
-
-    return edit
-
-
-def originate_class(cfg: Path) -> None:
-    """A config edit: the demo AMI account may also originate calls."""
-    toml = cfg / "ccserver.toml"
-    text = toml.read_text()
-    text, n = re.subn(r'(?m)^write = \["system", "call", "agent"\]',
-                      'write = ["system", "call", "agent", "originate"]', text)  # fmt: skip
-    assert n == 1, "the demo AMI account's write classes moved"
-    toml.write_text(text)
-
-
-def edits(*steps: Callable[[Path], None]) -> Callable[[Path], None]:
-    def edit(cfg: Path) -> None:
-        for step in steps:
-            step(cfg)
-
-    return edit
+def no_outbound_route(cfg: Path) -> None:
+    """A config edit: the demo trunk has no outbound route."""
+    trunks = cfg / "trunks.toml"
+    text, n = re.subn(r"(?m)^outbound = .*\n", "", trunks.read_text())
+    assert n == 1, "the demo trunk lost its outbound route"
+    trunks.write_text(text)
 
 
 def invite_times(capture: Any, sip_port: int) -> list[float]:
@@ -115,7 +86,7 @@ async def test_ami_originate_rings_the_agent_then_the_carrier(
     carrier = await peers.uas(local_ip=CARRIER_IP)
     port = free_tcp_port()
     server: ServerProcess = await start_server(
-        edit=edits(enable_ami(port), originate_class, carrier_route(carrier.contact))
+        edit=edits(enable_ami(port), outbound_to(carrier.contact))
     )
     await server.wait_log(rf"ami: manager interface on 127\.0\.0\.1:{port}")
     agent = await sipp_agent(peers, server, "1001", "answer_hangup", ring_ms=300, talk_ms=4000)
@@ -195,7 +166,7 @@ async def test_api_click_to_call_to_an_extension_and_its_refusals(
     """The agent's own token dials extension 1005 (a SIPp phone): 1001 rings,
     answers, 1005 rings, answers, 1001 hangs up. An agent may not dial for
     another; an agent without a phone cannot dial at all."""
-    server: ServerProcess = await start_server(edit=carrier_route(None))
+    server: ServerProcess = await start_server(edit=no_outbound_route)
     base = f"http://127.0.0.1:{server.http_port}"
     agent = await sipp_agent(peers, server, "1001", "answer_hangup", ring_ms=300, talk_ms=2000)
     far = await sipp_agent(peers, server, "1005", "answer", ring_ms=300)
@@ -254,9 +225,7 @@ async def test_failures_end_the_click_to_call_and_free_the_agent(
     await peers.sipp(busy, ready=True)
     port = free_tcp_port()
     server: ServerProcess = await start_server(
-        edit=edits(
-            enable_ami(port), originate_class, carrier_route(busy.contact), queue_timers(wrap_up=1)
-        )
+        edit=edits(enable_ami(port), outbound_to(busy.contact), queue_timers(wrap_up=1))
     )
     await server.wait_log(rf"ami: manager interface on 127\.0\.0\.1:{port}")
     ringing = await sipp_agent(peers, server, "1002", "noanswer")
@@ -318,7 +287,7 @@ async def test_api_blind_transfer_to_an_agent_then_a_number(
     external number through the carrier; the caller is heard at the carrier."""
     carrier = await peers.uas(local_ip=CARRIER_IP)
     server: ServerProcess = await start_server(
-        edit=edits(carrier_route(carrier.contact), queue_timers(wrap_up=1))
+        edit=edits(outbound_to(carrier.contact), queue_timers(wrap_up=1))
     )
     base = f"http://127.0.0.1:{server.http_port}"
     first = await sipp_agent(peers, server, "1001", "answer", ring_ms=300)
