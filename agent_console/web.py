@@ -4,7 +4,8 @@ Routes (docs/console.md):
 
 - ``GET /console/`` goes to the signed-in person's page (agents: the agent
   console, supervisors and admins: the wallboard), or to the sign-in page;
-- ``GET /console/login``, ``/console/agent``, ``/console/wallboard``: the pages
+- ``GET /console/login``, ``/console/agent``, ``/console/wallboard``,
+  ``/reports`` (supervisors: reports, charts and Erlang C staffing): the pages
   (plain HTML, CSS and JavaScript from ``agent_console/static``, no build step);
   a page needs a session with its role, else the sign-in page or 403;
 - ``POST /console/api/login`` (JSON ``{"username", "password"}``) starts a
@@ -294,6 +295,7 @@ def setup_console(app: web.Application, cfg: Config) -> SessionBackend:
     app.router.add_get("/console/login", login_page)
     app.router.add_get("/console/agent", _page("agent.html", supervisor=False))
     app.router.add_get("/console/wallboard", _page("wallboard.html", supervisor=True))
+    app.router.add_get("/reports", _page("reports.html", supervisor=True))
     app.router.add_post("/console/api/login", login)
     app.router.add_post("/console/api/logout", logout)
     app.router.add_get("/console/api/me", me)

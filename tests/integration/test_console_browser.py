@@ -30,6 +30,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from acd.erlang import agents_required, offered_load
 from tests.integration.peers import wait_for
 from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.sipp import SippMessage, SippProcess
@@ -224,6 +225,44 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     )
     await board.screenshot(path=shot_path("wallboard-after-call.png"))
 
+    # Reports, from the wallboard's link: the call is counted and drawn.
+    link = await board.locator("nav a").get_attribute("href")
+    assert link == "/reports"
+    reports = await sup_ctx.new_page()
+    reports.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    await reports.goto(f"{base}{link}")
+    general = reports.locator('#queue-rows tr[data-queue="general"]')
+    await expect(general).to_have_count(1)
+    await expect(general.locator('[data-col="offered"]')).to_have_text("1")
+    await expect(general.locator('[data-col="answered"]')).to_have_text("1")
+    await expect(general.locator('[data-col="abandoned"]')).to_have_text("0")
+    await expect(reports.locator('#queue-chart rect.bar.s-answered[data-value="1"]')).to_have_count(1)
+    await expect(reports.locator("#queue-chart circle.point")).to_have_count(1)
+    await expect(reports.locator('#agent-chart rect.bar.s-answered[data-value="1"]')).to_have_count(1)
+    csv_href = await reports.locator("#csv-queues").get_attribute("href")
+    assert csv_href is not None and "format=csv" in csv_href
+    download = await reports.request.get(f"{base}{csv_href}")
+    assert download.ok and download.headers["content-type"].startswith("text/csv")
+    csv_rows = [line.split(",") for line in (await download.text()).splitlines()]
+    header = csv_rows[0]
+    offered = [r[header.index("offered")] for r in csv_rows[1:] if r[0] == "general"]
+    assert sorted(offered, reverse=True)[0] == "1", offered
+
+    # Erlang C: the page shows what acd.erlang says for the same forecast.
+    forecast = {"#st-calls": "120", "#st-interval": "900", "#st-aht": "180", "#st-sl": "80"}
+    for field, value in forecast.items():
+        await reports.fill(field, value)
+    await reports.fill("#st-threshold", "20")
+    await reports.click("#st-go")
+    need = agents_required(offered_load(120, 900, 180), 180, target=0.8, threshold=20)
+    await expect(reports.locator("#st-required")).to_have_text(str(need.agents))
+    await expect(reports.locator("#st-logged")).to_have_text(re.compile(r"^\d+$"))
+    await reports.screenshot(path=shot_path("reports.png"), full_page=True)
+    await reports.select_option("#lang", "zh")
+    await expect(reports.locator("header strong")).to_have_text("报表")
+    await reports.screenshot(path=shot_path("reports-zh.png"))
+    assert not problems, problems
+
     # The labels switch to Simplified Chinese on the spot (CJK fonts installed).
     await agent_page.select_option("#lang", "zh")
     await expect(agent_page.locator("#btn-wrap-save")).to_contain_text("保存")
@@ -281,6 +320,8 @@ async def test_console_sessions_roles_csrf_and_sockets(server: ServerProcess) ->
             assert r.status == 403 and (await r.json())["error_id"] == "forbidden"
         async with http.get(f"{base}/console/wallboard") as r:
             assert r.status == 403
+        async with http.get(f"{base}/reports") as r:
+            assert r.status == 403
         # Changing state without the CSRF token, or with another one: refused.
         async with http.post(f"{base}/api/agents/1001/not-ready", json={"reason": "break"}) as r:
             assert r.status == 403 and (await r.json())["error_id"] == "csrf-failed"
@@ -336,6 +377,8 @@ async def test_console_sessions_roles_csrf_and_sockets(server: ServerProcess) ->
             assert r.status == 200, await r.text()
             assert (await r.json())["agent"] == "1002"
         async with sup.get(f"{base}/console/wallboard") as r:
+            assert r.status == 200 and "Content-Security-Policy" in r.headers
+        async with sup.get(f"{base}/reports") as r:
             assert r.status == 200 and "Content-Security-Policy" in r.headers
 
         # Guessing passwords: after [console].max_login_failures, the address is locked out.
