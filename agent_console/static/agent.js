@@ -7,6 +7,7 @@ const S = {
   agent: { state: "logged-out", reason: null, since: Date.now() },
   call: null,   // {contact_id, phase: ringing|connected, held, queue, caller, dialed, pop, waitBase, waitAt}
   wrap: null,   // {contact_id, queue, endsAt}
+  pop: null,    // the screen pop on show (its history may follow in screen.history)
 };
 
 const $ = (id) => document.getElementById(id);
@@ -48,15 +49,60 @@ function renderCall() {
   }
   status.textContent = t(status.dataset.i18n);
   const features = S.settings.features;
+  const connected = !!call && call.phase === "connected";
+  const consult = connected ? call.consult : null;
+  const conference = connected ? call.conference : null;
   $("btn-consult").hidden = !features.consult;
   $("btn-conference").hidden = !features.conference;
+  $("side-controls").hidden = !connected || !!consult || !!conference
+    || !(features.consult || features.conference);
+  $("consult-bar").hidden = !consult;
+  if (consult) {
+    $("consult-status").textContent = t(consult.connected ? "call.consult_talking" : "call.consulting", { t: consult.target });
+    $("consult-bar").dataset.connected = String(!!consult.connected);
+    $("btn-consult-complete").disabled = !consult.connected;
+  }
+  $("conference-bar").hidden = !conference;
+  if (conference) {
+    $("conference-status").textContent = t("call.conferencing", { t: conference.target });
+    $("conference-bar").dataset.connected = String(!!conference.connected);
+  }
   tick();
+}
+
+// The extra legs of a call (consult, conference) as the server sees them now.
+async function refreshSides(cid) {
+  try {
+    const view = await api("GET", `/api/calls/${cid}`);
+    if (!S.call || S.call.contact_id !== cid) return;
+    S.call.consult = view.consult;
+    S.call.conference = view.conference;
+    S.call.held = view.on_hold || !!view.consult;  // the caller hears music during a consult
+    renderCall();
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 404)) showError(err);
+  }
+}
+
+function sideTarget() {
+  const target = $("side-target").value.trim();
+  // An extension has up to six digits (extensions.toml); anything longer goes out through the trunk.
+  return /^\d{1,6}$/.test(target) ? { extension: target } : { number: target };
+}
+
+// A customer's phone number, with a button that calls it when click-to-call is on.
+function phoneLine(p) {
+  return el("div", { class: p.primary ? "primary-phone" : "" }, p.number, p.label ? ` (${p.label})` : "",
+    S.settings.features.click_to_call
+      ? el("button", { class: "dial-card", "data-number": p.number, onclick: () => actions.dial(p.number) }, t("call.from_card"))
+      : null);
 }
 
 function text(value) { return value === null || value === undefined || value === "" ? "–" : value; }
 
 function renderPop(pop) {
   const panel = $("pop");
+  S.pop = pop;
   if (!pop) { panel.hidden = true; return; }
   const c = pop.customer;
   $("pop-name").textContent = c ? c.name : `${t("pop.unknown")} ${pop.caller || ""}`;
@@ -64,8 +110,7 @@ function renderPop(pop) {
   $("pop-tier").textContent = tier;
   $("pop-tier").dataset.tier = tier.toLowerCase();
   $("pop-tier").hidden = !tier;
-  $("pop-phones").replaceChildren(...(c ? c.phones : []).map((p) =>
-    el("div", { class: p.primary ? "primary-phone" : "" }, p.number, p.label ? ` (${p.label})` : "")));
+  $("pop-phones").replaceChildren(...(c ? c.phones : []).map(phoneLine));
   $("pop-accounts").replaceChildren(...(c ? c.accounts : []).map((a) =>
     el("div", {}, a.number, a.kind ? ` (${a.kind})` : "")));
   const account = pop.attributes && pop.attributes.account;
@@ -79,15 +124,24 @@ function renderPop(pop) {
       .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
     return el("li", {}, el("b", {}, step.step), " ", detail);
   }));
+  renderHistory(pop);
+  panel.dataset.contact = pop.contact_id;
+  panel.dataset.shownAt = String(Date.now());  // when the agent could first read it
+  panel.hidden = false;
+}
+
+// Previous contacts: in the pop, or following it (screen.history) when the pop
+// went out before they were read ("history": "pending").
+function renderHistory(pop) {
   const rows = (pop.recent_contacts || []).map((r) => el("tr", {},
     el("td", {}, (r.arrived_at || "").replace("T", " ").slice(0, 16)), el("td", {}, text(r.queue)),
     el("td", {}, text(r.agent)), el("td", {}, text(r.outcome)),
     el("td", {}, text(r.disposition)), el("td", {}, text(r.notes))));
-  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 6, "data-i18n": "pop.nohistory" }, t("pop.nohistory"))));
+  const state = pop.history || "complete";
+  const empty = state === "pending" ? "pop.pending" : state === "unavailable" ? "pop.unavailable" : "pop.nohistory";
+  if (!rows.length) rows.push(el("tr", {}, el("td", { colspan: 6, "data-i18n": empty }, t(empty))));
   $("pop-history").replaceChildren(...rows);
-  panel.dataset.contact = pop.contact_id;
-  panel.dataset.shownAt = String(Date.now());  // when the agent could first read it
-  panel.hidden = false;
+  $("pop-history").dataset.history = state;
 }
 
 function renderWrap() {
@@ -159,6 +213,32 @@ function onEvent(ev) {
         waitBase: ev.data.wait_seconds || 0, waitAt: Date.now(),
       });
       renderPop(ev.data);
+      renderCall();
+      return;
+    case "screen.history": {
+      const pop = S.pop;
+      if (!mine || !pop || pop.contact_id !== ev.contact_id) return;
+      pop.history = ev.data.history;
+      pop.recent_contacts = ev.data.recent_contacts || [];
+      renderHistory(pop);
+      return;
+    }
+    case "call.consult_ringing":
+    case "call.consult_answered":
+    case "call.consult_failed":
+    case "call.consult_ended":
+    case "call.conference_ringing":
+    case "call.conference_joined":
+    case "call.conference_left":
+    case "call.conference_failed":
+      if (!current) return;
+      refreshSides(ev.contact_id);
+      return;
+    case "call.transfer":
+      // A completed consult transfer: the caller went on with the target, we wrap up.
+      if (!current || ev.data.from_agent !== me()) return;
+      startWrap(S.call.contact_id, S.call.queue);
+      S.call = null;
       renderCall();
       return;
     case "call.answered":
@@ -239,13 +319,29 @@ const actions = {
   hangup: () => S.call && act(() => api("POST", `/api/calls/${S.call.contact_id}/hangup`)),
   transfer: () => S.call && S.call.phase === "connected" && act(() =>
     api("POST", `/api/calls/${S.call.contact_id}/transfer`, { queue: $("transfer-queue").value })),
-  consult: () => S.call && act(() => {
-    const target = $("dial-number").value.trim();
-    return api("POST", `/api/calls/${S.call.contact_id}/consult`,
-      /^\d{1,6}$/.test(target) ? { agent: target } : { number: target });
+  consult: () => S.call && $("side-target").value.trim() && act(async () => {
+    const view = await api("POST", `/api/calls/${S.call.contact_id}/consult`, sideTarget());
+    if (S.call) { S.call.consult = view.consult; S.call.held = view.on_hold || !!view.consult; renderCall(); }
   }),
-  conference: () => S.call && act(() => api("POST", `/api/calls/${S.call.contact_id}/conference`, {})),
-  dial: () => act(() => api("POST", "/api/calls", { agent: me(), number: $("dial-number").value.trim() })),
+  consultComplete: () => S.call && act(() => api("POST", `/api/calls/${S.call.contact_id}/consult/complete`)),
+  consultCancel: () => S.call && act(async () => {
+    const view = await api("POST", `/api/calls/${S.call.contact_id}/consult/cancel`);
+    if (S.call) { S.call.consult = view.consult; S.call.held = view.on_hold || !!view.consult; renderCall(); }
+  }),
+  conference: () => S.call && $("side-target").value.trim() && act(async () => {
+    const view = await api("POST", `/api/calls/${S.call.contact_id}/conference`, sideTarget());
+    if (S.call) { S.call.conference = view.conference; renderCall(); }
+  }),
+  conferenceDrop: () => S.call && act(async () => {
+    const view = await api("DELETE", `/api/calls/${S.call.contact_id}/conference`);
+    if (S.call) { S.call.conference = view.conference; renderCall(); }
+  }),
+  dial: (number) => act(() => {
+    const target = (typeof number === "string" ? number : $("dial-number").value).trim();
+    if (!target) return undefined;
+    $("dial-number").value = target;
+    return api("POST", "/api/calls", { agent: me(), number: target });
+  }),
   saveWrap: () => S.wrap && act(async () => {
     const disposition = $("wrap-disposition").value || undefined;
     const notes = $("wrap-notes").value.trim() || undefined;
@@ -268,6 +364,9 @@ function bind() {
   $("btn-transfer").onclick = actions.transfer;
   $("btn-consult").onclick = actions.consult;
   $("btn-conference").onclick = actions.conference;
+  $("btn-consult-complete").onclick = actions.consultComplete;
+  $("btn-consult-cancel").onclick = actions.consultCancel;
+  $("btn-conference-drop").onclick = actions.conferenceDrop;
   $("btn-dial").onclick = actions.dial;
   $("wrapup").addEventListener("submit", (ev) => { ev.preventDefault(); actions.saveWrap(); });
   $("signout").onclick = signOut;
@@ -294,8 +393,8 @@ document.addEventListener("DOMContentLoaded", async () => {
   S.settings = await api("GET", "/console/api/settings");
   $("whoami").textContent = `${session.me.name} · ${me()}`;
   $("nav-wallboard").hidden = !session.me.supervises;
-  $("dialer").hidden = !(S.settings.features.click_to_call || S.settings.features.consult);
-  $("btn-dial").hidden = !S.settings.features.click_to_call;
+  // Click-to-call only when the server has the route (its OpenAPI document lists it).
+  $("dialer").hidden = !S.settings.features.click_to_call;
   fillSelects();
   bind();
   renderState();

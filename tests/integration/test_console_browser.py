@@ -179,6 +179,22 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(row).to_have_attribute("data-state", "on-call")
     await expect(waiting).to_have_text("0")
 
+    # A consult transfer to a colleague's phone, then cancelled: the caller is back.
+    colleague = await peers.agent(
+        target, extension="1002", password="agent1002pw", ring_ms=300, wait_ms=30000
+    )
+    await expect(agent_page.locator("#side-controls")).to_be_visible()
+    await agent_page.fill("#side-target", "1002")
+    await agent_page.click("#btn-consult")
+    consult_bar = agent_page.locator("#consult-bar")
+    await expect(consult_bar).to_have_attribute("data-connected", "true", timeout=10_000)
+    await expect(agent_page.locator("#consult-status")).to_have_text("Talking to 1002")
+    await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "held")
+    await agent_page.click("#btn-consult-cancel")
+    await expect(consult_bar).to_be_hidden()
+    await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "connected")
+    await colleague.wait(timeout=15)  # the colleague's phone was hung up
+
     # Hold from the button, resume from the keyboard.
     await agent_page.click("#btn-hold")
     await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "held")
@@ -215,6 +231,7 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     assert contact.disconnect_reason == "agent", contact.disconnect_reason
     steps = [e.type for e in contact.events]
     assert "disposition" in steps, steps
+    assert {"consult_answered", "consult_ended"} <= set(steps), steps
     assert not problems, problems
 
     # The wallboard's figures count the answered call.
