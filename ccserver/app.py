@@ -36,6 +36,7 @@ from cti.ami.server import AmiServer, install_reactor, start_ami
 from cti.api import ApiSettings, DatabaseContacts, setup_api
 from cti.auth import Authenticator, TokenBackend
 from cti.crm_http import provider_from_config
+from cti.customer_search import SEARCH, CustomerSearch
 from cti.customers import CustomerDirectory
 from cti.errors import error_middleware
 from cti.reports import ReportSource
@@ -292,6 +293,9 @@ class Node:
         )
         # Reports read through the read engine, with each queue's own service level.
         app[REPORTS] = ReportSource.from_config(self.read_engine, self.cfg)
+        app[SEARCH] = CustomerSearch(
+            self.read_engine, default_country_code=self.cfg.cti.default_country_code
+        )
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.cfg.server.bind, self.cfg.server.http_port)

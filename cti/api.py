@@ -26,6 +26,7 @@ from ccserver.events import EventBus
 from ccserver.storage.database import get_contact
 from ccserver.storage.models import Contact
 from cti.api_json import dumps
+from cti.customer_search import CUSTOMERS_QUERY, get_customers
 from cti.auth import Authenticator, Principal, Role
 from cti.errors import error_middleware, forbidden, invalid_json, not_implemented, validation_failed
 from cti.openapi import QueryParam, openapi_document
@@ -619,6 +620,14 @@ ROUTES: tuple[Route, ...] = (
         self_only=True,
     ),
     Route("GET", "/api/queues", list_queues, "Queues with their live statistics", "queues"),
+    Route(
+        "GET",
+        "/api/customers",
+        get_customers,
+        "Find customers by name, phone number, account number or id",
+        "customers",
+        query=CUSTOMERS_QUERY,
+    ),
     Route(
         "GET",
         "/api/reports/queues",

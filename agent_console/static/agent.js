@@ -303,6 +303,29 @@ async function resync() {
   }
 }
 
+// -- customer search ---------------------------------------------------------------------------
+
+function customerCard(c) {
+  return el("li", { class: "customer", dataset: { customer: c.id } },
+    el("b", {}, c.name), " ", el("span", { class: "tier", dataset: { tier: (c.tier || "").toLowerCase() } }, c.tier),
+    el("div", {}, c.phones.map(phoneLine)),
+    el("div", {}, c.accounts.map((a) => `${a.number}${a.kind ? ` (${a.kind})` : ""}`).join(", ")),
+    c.account_manager ? el("div", {}, `${t("pop.manager")}: ${c.account_manager}`) : null,
+    c.notes ? el("div", { class: "muted" }, c.notes) : null,
+    c.open_complaints.map((x) => el("div", { class: "complaint" }, `${x.opened_on} — ${x.summary} [${x.status}]`)));
+}
+
+async function searchCustomers() {
+  const q = $("cs-q").value.trim();
+  if (!q) return;
+  try {
+    const found = await api("GET", `/api/customers?${new URLSearchParams({ q, limit: "10" })}`);
+    const items = found.customers.map(customerCard);
+    if (!items.length) items.push(el("li", { class: "none", "data-i18n": "cs.none" }, t("cs.none")));
+    $("cs-results").replaceChildren(...items);
+  } catch (err) { showError(err); }
+}
+
 // -- what the agent does ---------------------------------------------------------------------
 
 async function act(fn) {
@@ -370,6 +393,7 @@ function bind() {
   $("btn-dial").onclick = actions.dial;
   $("wrapup").addEventListener("submit", (ev) => { ev.preventDefault(); actions.saveWrap(); });
   $("signout").onclick = signOut;
+  $("cs-form").addEventListener("submit", (ev) => { ev.preventDefault(); searchCustomers(); });
   document.addEventListener("keydown", (ev) => {
     if (!ev.altKey || ev.ctrlKey || ev.metaKey) return;
     const name = SHORTCUTS[ev.key.toLowerCase()];

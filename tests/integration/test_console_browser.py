@@ -217,6 +217,14 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(agent_page.locator("#wrap-saved")).to_be_visible()
     await expect(countdown).not_to_have_text(started)  # it counts down
 
+    # Customer search: the VIP by phone number, spelt another way.
+    await agent_page.fill("#cs-q", "06 00 00 00 09")
+    await agent_page.press("#cs-q", "Enter")
+    await expect(agent_page.locator('#cs-results li[data-customer="C0009"]')).to_contain_text(
+        "Eleanor Whitfield"
+    )
+    await expect(agent_page.locator("#cs-results li")).to_have_count(1)
+
     assert (await caller.wait(timeout=20)).ok
     await phone.wait(timeout=30)
 
