@@ -39,6 +39,7 @@ from cti.crm_http import provider_from_config
 from cti.customer_search import SEARCH, CustomerSearch
 from cti.customers import CustomerDirectory
 from cti.errors import error_middleware
+from cti.knowledge import KNOWLEDGE, KnowledgeBase
 from cti.reports import ReportSource
 from cti.reports_api import REPORTS
 from cti.webhooks import WebhookDispatcher
@@ -296,6 +297,7 @@ class Node:
         app[SEARCH] = CustomerSearch(
             self.read_engine, default_country_code=self.cfg.cti.default_country_code
         )
+        app[KNOWLEDGE] = KnowledgeBase(self.cfg.articles)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.cfg.server.bind, self.cfg.server.http_port)

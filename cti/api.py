@@ -26,9 +26,10 @@ from ccserver.events import EventBus
 from ccserver.storage.database import get_contact
 from ccserver.storage.models import Contact
 from cti.api_json import dumps
-from cti.customer_search import CUSTOMERS_QUERY, get_customers
 from cti.auth import Authenticator, Principal, Role
+from cti.customer_search import CUSTOMERS_QUERY, get_customers
 from cti.errors import error_middleware, forbidden, invalid_json, not_implemented, validation_failed
+from cti.knowledge import KNOWLEDGE_QUERY, get_knowledge
 from cti.openapi import QueryParam, openapi_document
 from cti.pop import PopService
 from cti.reports_api import (
@@ -627,6 +628,14 @@ ROUTES: tuple[Route, ...] = (
         "Find customers by name, phone number, account number or id",
         "customers",
         query=CUSTOMERS_QUERY,
+    ),
+    Route(
+        "GET",
+        "/api/knowledge",
+        get_knowledge,
+        "Knowledge base articles for typed words and for what the IVR recognised",
+        "knowledge",
+        query=KNOWLEDGE_QUERY,
     ),
     Route(
         "GET",

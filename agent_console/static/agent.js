@@ -103,7 +103,7 @@ function text(value) { return value === null || value === undefined || value ===
 function renderPop(pop) {
   const panel = $("pop");
   S.pop = pop;
-  if (!pop) { panel.hidden = true; return; }
+  if (!pop) { panel.hidden = true; $("kb-for-call").hidden = true; return; }
   const c = pop.customer;
   $("pop-name").textContent = c ? c.name : `${t("pop.unknown")} ${pop.caller || ""}`;
   const tier = ((c && c.tier) || pop.tier || "").toString();
@@ -126,6 +126,7 @@ function renderPop(pop) {
   }));
   renderHistory(pop);
   panel.dataset.contact = pop.contact_id;
+  suggestArticles(pop);
   panel.dataset.shownAt = String(Date.now());  // when the agent could first read it
   panel.hidden = false;
 }
@@ -303,6 +304,58 @@ async function resync() {
   }
 }
 
+// -- knowledge base ----------------------------------------------------------------------------
+
+function articleItem(a) {
+  return el("li", { class: "article", dataset: { article: a.id } },
+    el("details", {}, el("summary", {}, a.title), el("p", {}, a.body)));
+}
+
+// What the IVR recognised for a call: its `intent` attribute, the flow nodes it
+// went through and the phrases it heard (the pop's call-attached data).
+function callIntents(pop) {
+  const out = [];
+  const intent = pop.attributes && pop.attributes.intent;
+  if (intent) out.push(...(Array.isArray(intent) ? intent : String(intent).split(",")));
+  for (const step of pop.ivr_path || []) {
+    for (const key of ["node", "phrase", "heard", "text", "intent"]) {
+      if (typeof step[key] === "string") out.push(step[key]);
+    }
+  }
+  return [...new Set(out.map((x) => x.trim()).filter(Boolean))].slice(0, 20);
+}
+
+function callLanguage(pop) {
+  return (pop.attributes && pop.attributes.language) || (pop.customer && pop.customer.language) || LANG;
+}
+
+async function suggestArticles(pop) {
+  const box = $("kb-for-call");
+  const intents = pop ? callIntents(pop) : [];
+  if (!intents.length) { box.hidden = true; return; }
+  const p = new URLSearchParams(intents.map((i) => ["intent", i]));
+  p.set("lang", callLanguage(pop));
+  try {
+    const found = await api("GET", `/api/knowledge?${p}`);
+    if (S.pop !== pop) return;  // another call since
+    $("kb-suggested").replaceChildren(...found.articles.map(articleItem));
+    $("kb-suggested").dataset.contact = pop.contact_id;
+    box.hidden = !found.articles.length;
+  } catch (err) { showError(err); }
+}
+
+async function searchArticles() {
+  const q = $("kb-q").value.trim();
+  if (!q) return;
+  const p = new URLSearchParams({ q, lang: S.pop ? callLanguage(S.pop) : LANG });
+  try {
+    const found = await api("GET", `/api/knowledge?${p}`);
+    const items = found.articles.map(articleItem);
+    if (!items.length) items.push(el("li", { class: "none", "data-i18n": "kb.none" }, t("kb.none")));
+    $("kb-results").replaceChildren(...items);
+  } catch (err) { showError(err); }
+}
+
 // -- customer search ---------------------------------------------------------------------------
 
 function customerCard(c) {
@@ -394,6 +447,7 @@ function bind() {
   $("wrapup").addEventListener("submit", (ev) => { ev.preventDefault(); actions.saveWrap(); });
   $("signout").onclick = signOut;
   $("cs-form").addEventListener("submit", (ev) => { ev.preventDefault(); searchCustomers(); });
+  $("kb-form").addEventListener("submit", (ev) => { ev.preventDefault(); searchArticles(); });
   document.addEventListener("keydown", (ev) => {
     if (!ev.altKey || ev.ctrlKey || ev.metaKey) return;
     const name = SHORTCUTS[ev.key.toLowerCase()];

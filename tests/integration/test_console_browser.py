@@ -22,7 +22,7 @@ import json
 import os
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -91,9 +91,34 @@ def answer_sent(agent: SippProcess) -> SippMessage | None:
     return None
 
 
+# A line whose short flow only notes what the caller wants (as an IVR that
+# recognised it would) and queues the call: the pop carries the intent.
+INTENT_FLOW = """
+[flow]
+start = "lost"
+attach = ["intent"]
+
+[nodes.lost]
+kind = "set"
+values = { intent = "card-lost" }
+next = "agent"
+
+[nodes.agent]
+kind = "queue"
+queue = "general"
+"""
+
+
+def add_intent_line(cfg: Path) -> None:
+    (cfg / "flows" / "lostcard.toml").write_text(INTENT_FLOW)
+    with (cfg / "dids.toml").open("a") as dids:
+        dids.write('\n[dids."5002"]\nflow = "lostcard"\n')
+
+
 async def test_agent_console_pop_wrapup_and_wallboard(
-    server: ServerProcess, peers: Peers, browser: Browser
+    start_server: Callable[..., Awaitable[ServerProcess]], peers: Peers, browser: Browser
 ) -> None:
+    server = await start_server(add_intent_line)
     base = f"http://127.0.0.1:{server.http_port}"
     target = f"127.0.0.1:{server.sip_port}"
     phone = await peers.agent(
@@ -133,7 +158,7 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     # A VIP calls while the only logged-in agent is on a break: the call waits.
     caller = await peers.caller(
         target,
-        service="5001",
+        service="5002",
         digits="0",
         greet_ms=500,
         wait_bye=True,
@@ -171,6 +196,10 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(agent_page.locator("#pop-complaints")).to_contain_text("International wire")
     await expect(agent_page.locator("#pop-ivr")).to_contain_text("queued")
     await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "ringing")
+    # The knowledge base suggests the article for what the IVR recognised.
+    suggested = agent_page.locator('#kb-suggested li[data-article="card-lost"]')
+    await expect(suggested).to_contain_text("Lost or stolen card")
+    await expect(agent_page.locator("#kb-suggested li")).to_have_count(1)
 
     # The phone answers: connected on both pages.
     await expect(agent_page.locator("#call-status")).to_have_attribute(
@@ -224,6 +253,12 @@ async def test_agent_console_pop_wrapup_and_wallboard(
         "Eleanor Whitfield"
     )
     await expect(agent_page.locator("#cs-results li")).to_have_count(1)
+    # And by words typed in the search box.
+    await agent_page.fill("#kb-q", "opening hours")
+    await agent_page.press("#kb-q", "Enter")
+    await expect(agent_page.locator("#kb-results li").first).to_have_attribute(
+        "data-article", "opening-hours"
+    )
 
     assert (await caller.wait(timeout=20)).ok
     await phone.wait(timeout=30)
@@ -261,9 +296,13 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(general.locator('[data-col="offered"]')).to_have_text("1")
     await expect(general.locator('[data-col="answered"]')).to_have_text("1")
     await expect(general.locator('[data-col="abandoned"]')).to_have_text("0")
-    await expect(reports.locator('#queue-chart rect.bar.s-answered[data-value="1"]')).to_have_count(1)
+    await expect(reports.locator('#queue-chart rect.bar.s-answered[data-value="1"]')).to_have_count(
+        1
+    )
     await expect(reports.locator("#queue-chart circle.point")).to_have_count(1)
-    await expect(reports.locator('#agent-chart rect.bar.s-answered[data-value="1"]')).to_have_count(1)
+    await expect(reports.locator('#agent-chart rect.bar.s-answered[data-value="1"]')).to_have_count(
+        1
+    )
     csv_href = await reports.locator("#csv-queues").get_attribute("href")
     assert csv_href is not None and "format=csv" in csv_href
     download = await reports.request.get(f"{base}{csv_href}")

@@ -29,9 +29,7 @@ async def store(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
     """A migrated SQLite store with the demo's customers."""
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
     await upgrade(engine)
-    await seed_customers(
-        engine, default_config_dir() / "customers.csv", default_country_code="33"
-    )
+    await seed_customers(engine, default_config_dir() / "customers.csv", default_country_code="33")
     yield engine
     await engine.dispose()
 
