@@ -127,6 +127,7 @@ function renderPop(pop) {
   renderHistory(pop);
   panel.dataset.contact = pop.contact_id;
   suggestArticles(pop);
+  loadPopFollowUps(pop);
   panel.dataset.shownAt = String(Date.now());  // when the agent could first read it
   panel.hidden = false;
 }
@@ -155,6 +156,8 @@ function renderWrap() {
       ...Object.entries(q.dispositions).map(([code, label]) => el("option", { value: code }, label)));
     $("wrap-notes").value = "";
     $("wrap-saved").hidden = true;
+    $("followup-saved").hidden = true;
+    $("wrap-followup").value = "";
     form.dataset.contact = S.wrap.contact_id;
   }
   form.hidden = false;
@@ -304,6 +307,46 @@ async function resync() {
   }
 }
 
+// -- follow-ups ---------------------------------------------------------------------------------
+
+function followUpItem(f, mine) {
+  const today = new Date().toISOString().slice(0, 10);
+  return el("li", { class: f.due <= today ? "due" : "", dataset: { followUp: f.id, due: f.due } },
+    el("b", {}, f.due), " ", f.customer_name || f.caller_number || "", " ",
+    mine ? null : el("span", { class: "muted" }, `(${f.agent})`),
+    f.note ? el("div", {}, f.note) : null,
+    f.done_at ? el("span", { class: "ok" }, t("fu.done"))
+      : mine ? el("button", { onclick: () => followUpDone(f.id) }, t("fu.done")) : null);
+}
+
+async function loadMyFollowUps() {
+  try {
+    const found = await api("GET", `/api/follow-ups?${new URLSearchParams({ agent: me(), open: "true" })}`);
+    const items = found.follow_ups.map((f) => followUpItem(f, true));
+    if (!items.length) items.push(el("li", { class: "none", "data-i18n": "fu.none" }, t("fu.none")));
+    $("fu-mine").replaceChildren(...items);
+  } catch (err) { showError(err); }
+}
+
+// The customer's follow-ups, beside their previous contacts in the pop.
+async function loadPopFollowUps(pop) {
+  const who = pop.customer ? { customer: pop.customer.id } : pop.caller ? { caller: pop.caller } : null;
+  if (!who) { $("pop-followups").replaceChildren(); return; }
+  try {
+    const found = await api("GET", `/api/follow-ups?${new URLSearchParams(who)}`);
+    if (S.pop !== pop) return;
+    const items = found.follow_ups.map((f) => followUpItem(f, false));
+    if (!items.length) items.push(el("li", { class: "none", "data-i18n": "fu.none" }, t("fu.none")));
+    $("pop-followups").replaceChildren(...items);
+  } catch (err) { showError(err); }
+}
+
+async function followUpDone(id) {
+  await act(() => api("POST", `/api/follow-ups/${id}/done`));
+  loadMyFollowUps();
+  if (S.pop) loadPopFollowUps(S.pop);
+}
+
 // -- knowledge base ----------------------------------------------------------------------------
 
 function articleItem(a) {
@@ -421,9 +464,18 @@ const actions = {
   saveWrap: () => S.wrap && act(async () => {
     const disposition = $("wrap-disposition").value || undefined;
     const notes = $("wrap-notes").value.trim() || undefined;
-    if (!disposition && !notes) return;
-    await api("PUT", `/api/contacts/${S.wrap.contact_id}/disposition`, { disposition, notes });
-    $("wrap-saved").hidden = false;
+    const due = $("wrap-followup").value;
+    if (disposition || notes) {
+      await api("PUT", `/api/contacts/${S.wrap.contact_id}/disposition`, { disposition, notes });
+      $("wrap-saved").hidden = false;
+    }
+    if (due) {
+      await api("POST", "/api/follow-ups", { contact_id: S.wrap.contact_id, due, note: notes });
+      $("wrap-followup").value = "";
+      $("followup-saved").hidden = false;
+      loadMyFollowUps();
+      if (S.pop) loadPopFollowUps(S.pop);
+    }
   }),
 };
 
@@ -478,5 +530,6 @@ document.addEventListener("DOMContentLoaded", async () => {
   renderState();
   renderCall();
   setInterval(tick, 1000);
+  loadMyFollowUps();
   new EventStream(onEvent, resync);
 });

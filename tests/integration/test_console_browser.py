@@ -21,7 +21,9 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import time
+from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -242,8 +244,18 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     ).to_have_count(1)
     await agent_page.select_option("#wrap-disposition", "resolved")
     await agent_page.fill("#wrap-notes", "Wire traced; customer called back by Emma.")
+    due = (datetime.now(UTC).date() + timedelta(days=3)).isoformat()
+    await agent_page.fill("#wrap-followup", due)
     await agent_page.click("#btn-wrap-save")
     await expect(agent_page.locator("#wrap-saved")).to_be_visible()
+    # The follow-up: in my list and in the customer's, with the customer's name.
+    await expect(agent_page.locator("#followup-saved")).to_be_visible()
+    await expect(agent_page.locator(f'#fu-mine li[data-due="{due}"]')).to_contain_text(
+        "Eleanor Whitfield"
+    )
+    await expect(agent_page.locator(f'#pop-followups li[data-due="{due}"]')).to_contain_text(
+        "Wire traced"
+    )
     await expect(countdown).not_to_have_text(started)  # it counts down
 
     # Customer search: the VIP by phone number, spelt another way.
@@ -275,6 +287,13 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     steps = [e.type for e in contact.events]
     assert "disposition" in steps, steps
     assert {"consult_answered", "consult_ended"} <= set(steps), steps
+    with sqlite3.connect(server.db_path) as db:
+        follow_ups = db.execute(
+            "SELECT agent, due, customer_id, contact_id, note, done_at FROM follow_ups"
+        ).fetchall()
+    assert follow_ups == [
+        ("1001", due, "C0009", contact.id, "Wire traced; customer called back by Emma.", None)
+    ], follow_ups
     assert not problems, problems
 
     # The wallboard's figures count the answered call.
