@@ -23,8 +23,8 @@ import os
 import re
 import sqlite3
 import time
-from datetime import UTC, datetime, timedelta
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 

@@ -27,14 +27,14 @@ from tests.unit.test_cti_api import (
     auth,
     error,
 )
-from tests.unit.test_cti_customer_search import store as store  # noqa: F401 - the fixture
+from tests.unit.test_cti_customer_search import store as store
 
 Client = TestClient[web.Request, web.Application]
 SOON = (datetime.now(UTC).date() + timedelta(days=3)).isoformat()
 
 
 @pytest.fixture
-async def client(store: AsyncEngine) -> AsyncIterator[Client]:  # noqa: F811
+async def client(store: AsyncEngine) -> AsyncIterator[Client]:
     control = FakeControl()
     control.live["c1"]["customer"] = {"id": "C0009", "name": "Eleanor Whitfield"}
     app = build_app(
@@ -62,7 +62,7 @@ async def listed(client: Client, token: str, **params: str) -> list[dict[str, An
 
 async def test_an_agent_sets_one_on_its_call_and_it_is_stored(
     client: Client,
-    store: AsyncEngine,  # noqa: F811
+    store: AsyncEngine,
 ) -> None:
     resp = await post(client, AGENT, {"contact_id": "c1", "due": SOON, "note": "call back"})
     assert resp.status == 200, await resp.text()
