@@ -61,7 +61,7 @@ const LABELS = {
     "fu.date": "Follow-up on", "fu.note": "Follow-up note", "fu.mine": "My follow-ups", "fu.none": "No follow-ups.",
     "fu.done": "Done", "fu.customer": "Follow-ups", "fu.saved": "Follow-up saved",
     "mon.ext": "My phone extension", "mon.listen": "Listen", "mon.whisper": "Whisper", "mon.barge": "Barge",
-    "mon.stop": "Stop", "mon.noext": "Set your phone extension first.",
+    "mon.stop": "Stop", "mon.noext": "Set your phone extension first.", "wb.monitor": "Listen in",
     "err.generic": "The server refused: {m}",
   },
   zh: {
@@ -122,7 +122,7 @@ const LABELS = {
     "fu.date": "回访日期", "fu.note": "回访备注", "fu.mine": "我的回访", "fu.none": "没有回访任务。",
     "fu.done": "完成", "fu.customer": "回访任务", "fu.saved": "回访已保存",
     "mon.ext": "我的分机", "mon.listen": "监听", "mon.whisper": "耳语", "mon.barge": "强插",
-    "mon.stop": "停止", "mon.noext": "请先设置您的分机号。",
+    "mon.stop": "停止", "mon.noext": "请先设置您的分机号。", "wb.monitor": "监听",
     "err.generic": "服务器拒绝：{m}",
   },
 };

@@ -226,6 +226,23 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "connected")
     await colleague.wait(timeout=15)  # the colleague's phone was hung up
 
+    # The supervisor listens in from the wallboard with the phone of extension 1900,
+    # switches to whisper, and stops; the extension is remembered by the browser.
+    sup_phone = await peers.agent(
+        target, extension="1900", password="super1900pw", ring_ms=300, wait_ms=30000
+    )
+    await board.fill("#mon-ext", "1900")
+    await board.press("#mon-ext", "Tab")
+    await row.locator('button[data-monitor="listen"]').click()
+    await expect(row).to_have_attribute("data-monitor-connected", "true", timeout=10_000)
+    await expect(row).to_have_attribute("data-monitor", "listen")
+    await row.locator('button[data-monitor="whisper"]').click()
+    await expect(row).to_have_attribute("data-monitor", "whisper")
+    await row.locator('button[data-monitor="stop"]').click()
+    await expect(row).to_have_attribute("data-monitor", "")
+    await sup_phone.wait(timeout=15)  # its call ended with the BYE
+    assert await board.evaluate("localStorage.getItem('ccserver.monitorExt')") == "1900"
+
     # Hold from the button, resume from the keyboard.
     await agent_page.click("#btn-hold")
     await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "held")
@@ -287,6 +304,7 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     steps = [e.type for e in contact.events]
     assert "disposition" in steps, steps
     assert {"consult_answered", "consult_ended"} <= set(steps), steps
+    assert {"monitor_started", "monitor_mode", "monitor_stopped"} <= set(steps), steps
     with sqlite3.connect(server.db_path) as db:
         follow_ups = db.execute(
             "SELECT agent, due, customer_id, contact_id, note, done_at FROM follow_ups"
