@@ -48,7 +48,7 @@ from cti.auth import Principal
 from cti.errors import ControlError, forbidden, unauthorized
 from cti.ws import CLOSE_UNAUTHORIZED, PRINCIPAL
 
-__all__ = ["CONSOLE", "DEFAULT_DISPOSITIONS", "Console", "setup_console"]
+__all__ = ["CONSOLE", "DEFAULT_DISPOSITIONS", "Console", "features", "setup_console"]
 
 log = logging.getLogger(__name__)
 
@@ -214,6 +214,11 @@ def _route_exists(app: web.Application, method: str, path: str) -> bool:
     return False
 
 
+def features(app: web.Application) -> dict[str, bool]:
+    """Which optional call features the server has: the routes the OpenAPI document lists."""
+    return {name: _route_exists(app, *where) for name, where in _FEATURES.items()}
+
+
 async def settings(request: web.Request) -> web.Response:
     _signed_in(request)
     cfg = request.app[CONSOLE].cfg
@@ -232,7 +237,7 @@ async def settings(request: web.Request) -> web.Response:
             "reason_codes": dict(cfg.acd.reason_codes),
             "queues": queues,
             "agents": {num: ext.name for num, ext in cfg.agents().items()},
-            "features": {name: _route_exists(app, *where) for name, where in _FEATURES.items()},
+            "features": features(app),
             "reports": any(
                 r.resource is not None and r.resource.canonical.startswith("/reports")
                 for r in app.router.routes()

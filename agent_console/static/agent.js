@@ -94,7 +94,7 @@ function sideTarget() {
 function phoneLine(p) {
   return el("div", { class: p.primary ? "primary-phone" : "" }, p.number, p.label ? ` (${p.label})` : "",
     S.settings.features.click_to_call
-      ? el("button", { class: "dial-card", "data-number": p.number, onclick: () => actions.dial(p.number) }, t("call.from_card"))
+      ? el("button", { class: "dial-card", "data-number": p.number, "data-i18n": "call.from_card", onclick: () => actions.dial(p.number) }, t("call.from_card"))
       : null);
 }
 
@@ -315,8 +315,8 @@ function followUpItem(f, mine) {
     el("b", {}, f.due), " ", f.customer_name || f.caller_number || "", " ",
     mine ? null : el("span", { class: "muted" }, `(${f.agent})`),
     f.note ? el("div", {}, f.note) : null,
-    f.done_at ? el("span", { class: "ok" }, t("fu.done"))
-      : mine ? el("button", { onclick: () => followUpDone(f.id) }, t("fu.done")) : null);
+    f.done_at ? el("span", { class: "ok", "data-i18n": "fu.done" }, t("fu.done"))
+      : mine ? el("button", { "data-i18n": "fu.done", onclick: () => followUpDone(f.id) }, t("fu.done")) : null);
 }
 
 async function loadMyFollowUps() {
@@ -406,7 +406,7 @@ function customerCard(c) {
     el("b", {}, c.name), " ", el("span", { class: "tier", dataset: { tier: (c.tier || "").toLowerCase() } }, c.tier),
     el("div", {}, c.phones.map(phoneLine)),
     el("div", {}, c.accounts.map((a) => `${a.number}${a.kind ? ` (${a.kind})` : ""}`).join(", ")),
-    c.account_manager ? el("div", {}, `${t("pop.manager")}: ${c.account_manager}`) : null,
+    c.account_manager ? el("div", {}, el("span", { "data-i18n": "pop.manager" }, t("pop.manager")), `: ${c.account_manager}`) : null,
     c.notes ? el("div", { class: "muted" }, c.notes) : null,
     c.open_complaints.map((x) => el("div", { class: "complaint" }, `${x.opened_on} — ${x.summary} [${x.status}]`)));
 }

@@ -115,7 +115,7 @@ function renderAgents() {
         reasonSelect(a.agent),
         el("button", { disabled: loggedOut, onclick: () => force(a.agent, "not-ready") }, t("agent.notready")),
         el("button", { class: "danger", disabled: loggedOut, onclick: () => force(a.agent, "logout") }, t("agent.logout"))),
-      el("td", { class: "actions monitor" }, monitorButtons(a)));
+      el("td", { class: "monitor" }, monitorButtons(a)));
   });
   document.getElementById("agents").replaceChildren(...rows);
 }

@@ -236,6 +236,7 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await row.locator('button[data-monitor="listen"]').click()
     await expect(row).to_have_attribute("data-monitor-connected", "true", timeout=10_000)
     await expect(row).to_have_attribute("data-monitor", "listen")
+    await board.screenshot(path=shot_path("wallboard-listen.png"))
     await row.locator('button[data-monitor="whisper"]').click()
     await expect(row).to_have_attribute("data-monitor", "whisper")
     await row.locator('button[data-monitor="stop"]').click()
