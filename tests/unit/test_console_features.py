@@ -1,4 +1,4 @@
-"""The console offers an optional call feature exactly when the API has (and documents) its route."""
+"""The console offers an optional call feature exactly when the API has (and documents) it."""
 
 from __future__ import annotations
 
