@@ -124,6 +124,7 @@ function renderPop(pop) {
       .map(([k, v]) => `${k}=${typeof v === "object" ? JSON.stringify(v) : v}`).join(" ");
     return el("li", {}, el("b", {}, step.step), " ", detail);
   }));
+  delete $("pop-history").dataset.followed;
   renderHistory(pop);
   panel.dataset.contact = pop.contact_id;
   suggestArticles(pop);
@@ -135,7 +136,7 @@ function renderPop(pop) {
 // Previous contacts: in the pop, or following it (screen.history) when the pop
 // went out before they were read ("history": "pending").
 function renderHistory(pop) {
-  const rows = (pop.recent_contacts || []).map((r) => el("tr", {},
+  const rows = (pop.recent_contacts || []).map((r) => el("tr", { dataset: { contact: r.contact_id } },
     el("td", {}, (r.arrived_at || "").replace("T", " ").slice(0, 16)), el("td", {}, text(r.queue)),
     el("td", {}, text(r.agent)), el("td", {}, text(r.outcome)),
     el("td", {}, text(r.disposition)), el("td", {}, text(r.notes))));
@@ -225,6 +226,7 @@ function onEvent(ev) {
       pop.history = ev.data.history;
       pop.recent_contacts = ev.data.recent_contacts || [];
       renderHistory(pop);
+      $("pop-history").dataset.followed = "true";  // the history came after the pop
       return;
     }
     case "call.consult_ringing":
