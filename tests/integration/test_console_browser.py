@@ -226,6 +226,20 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "connected")
     await colleague.wait(timeout=15)  # the colleague's phone was hung up
 
+    # A conference with the colleague's phone, then the third party dropped.
+    colleague = await peers.agent(
+        target, extension="1002", password="agent1002pw", ring_ms=300, wait_ms=30000
+    )
+    await agent_page.fill("#side-target", "1002")
+    await agent_page.click("#btn-conference")
+    conference_bar = agent_page.locator("#conference-bar")
+    await expect(conference_bar).to_have_attribute("data-connected", "true", timeout=10_000)
+    await expect(agent_page.locator("#conference-status")).to_have_text("Conference with 1002")
+    await agent_page.click("#btn-conference-drop")
+    await expect(conference_bar).to_be_hidden()
+    await expect(agent_page.locator("#side-controls")).to_be_visible()
+    await colleague.wait(timeout=15)
+
     # The supervisor listens in from the wallboard with the phone of extension 1900,
     # switches to whisper, and stops; the extension is remembered by the browser.
     sup_phone = await peers.agent(
@@ -305,6 +319,7 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     steps = [e.type for e in contact.events]
     assert "disposition" in steps, steps
     assert {"consult_answered", "consult_ended"} <= set(steps), steps
+    assert {"conference_joined", "conference_left"} <= set(steps), steps
     assert {"monitor_started", "monitor_mode", "monitor_stopped"} <= set(steps), steps
     with sqlite3.connect(server.db_path) as db:
         follow_ups = db.execute(
