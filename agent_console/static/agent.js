@@ -153,7 +153,7 @@ function renderWrap() {
   const q = S.settings.queues[S.wrap.queue] || { dispositions: {} };
   const select = $("wrap-disposition");
   if (form.dataset.contact !== S.wrap.contact_id) {
-    select.replaceChildren(el("option", { value: "" }, t("wrap.choose")),
+    select.replaceChildren(el("option", { value: "", "data-i18n": "wrap.choose" }, t("wrap.choose")),
       ...Object.entries(q.dispositions).map(([code, label]) => el("option", { value: code }, label)));
     $("wrap-notes").value = "";
     $("wrap-saved").hidden = true;

@@ -376,6 +376,7 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(reports.locator("#st-logged")).to_have_text(re.compile(r"^\d+$"))
     await reports.screenshot(path=shot_path("reports.png"), full_page=True)
     await reports.select_option("#lang", "zh")
+    await reports.evaluate("window.scrollTo(0, 0)")
     await expect(reports.locator("header strong")).to_have_text("报表")
     await reports.screenshot(path=shot_path("reports-zh.png"))
     assert not problems, problems
