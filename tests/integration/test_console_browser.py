@@ -408,9 +408,31 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(agent_page.locator("#call-status")).to_have_attribute(
         "data-phase", "connected", timeout=10_000
     )
-    await agent_page.click("#btn-hangup")
-    assert (await caller2.wait(timeout=20)).ok
-    await phone2.wait(timeout=30)
+    # This time the consult transfer is completed: the caller goes on with the
+    # colleague (who hangs up a second later) and the agent wraps up.
+    colleague = await peers.agent(
+        target,
+        extension="1002",
+        password="agent1002pw",
+        behaviour="answer_hangup",
+        ring_ms=300,
+        talk_ms=1000,
+        wait_ms=30000,
+    )
+    await agent_page.fill("#side-target", "1002")
+    await agent_page.click("#btn-consult")
+    await expect(consult_bar).to_have_attribute("data-connected", "true", timeout=10_000)
+    await agent_page.click("#btn-consult-complete")
+    await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "idle")
+    await expect(agent_page.locator("#wrapup")).to_be_visible()
+    await phone2.wait(timeout=30)  # the agent's phone was hung up by the platform
+    assert (await caller2.wait(timeout=20)).ok  # the colleague hung up on the caller
+    await colleague.wait(timeout=15)
+    second = await server.wait_contact_closed(2)
+    transfers = [
+        e.data for c in second if c.id != contact.id for e in c.events if e.type == "transfer"
+    ]
+    assert transfers and transfers[0]["kind"] == "consult" and transfers[0]["to"] == "1002"
     assert not problems, problems
 
     # The labels switch to Simplified Chinese on the spot (CJK fonts installed).
