@@ -235,6 +235,7 @@ async def settings(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "reason_codes": dict(cfg.acd.reason_codes),
+            "dispositions": dict(DEFAULT_DISPOSITIONS),  # for calls of no queue (click-to-call)
             "queues": queues,
             "agents": {num: ext.name for num, ext in cfg.agents().items()},
             "features": features(app),

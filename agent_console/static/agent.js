@@ -40,6 +40,7 @@ function renderCall() {
   } else {
     status.dataset.phase = call.held ? "held" : call.phase;
     status.dataset.i18n = call.phase === "ringing" ? "call.ringing"
+      : call.phase === "dialing" ? "call.dialing"
       : call.held ? "call.held" : "call.connected";
     $("call-caller").textContent = call.caller || "";
     $("call-queue").textContent = call.queue || "";
@@ -47,7 +48,7 @@ function renderCall() {
     $("btn-hold").hidden = !!call.held;
     $("btn-resume").hidden = !call.held;
   }
-  status.textContent = t(status.dataset.i18n);
+  status.textContent = t(status.dataset.i18n, { n: (call && call.dialed) || "" });
   const features = S.settings.features;
   const connected = !!call && call.phase === "connected";
   const consult = connected ? call.consult : null;
@@ -150,7 +151,7 @@ function renderHistory(pop) {
 function renderWrap() {
   const form = $("wrapup");
   if (!S.wrap) { form.hidden = true; return; }
-  const q = S.settings.queues[S.wrap.queue] || { dispositions: {} };
+  const q = S.settings.queues[S.wrap.queue] || { dispositions: S.settings.dispositions || {} };
   const select = $("wrap-disposition");
   if (form.dataset.contact !== S.wrap.contact_id) {
     select.replaceChildren(el("option", { value: "", "data-i18n": "wrap.choose" }, t("wrap.choose")),
@@ -245,6 +246,24 @@ function onEvent(ev) {
       if (!current || ev.data.from_agent !== me()) return;
       startWrap(S.call.contact_id, S.call.queue);
       S.call = null;
+      renderCall();
+      return;
+    // A click-to-call: the agent's phone rings first, then the number.
+    case "call.originated":
+    case "call.agent_rung":
+    case "call.agent_alerting":
+    case "call.agent_answered":
+    case "call.customer_dialed":
+    case "call.customer_alerting":
+      if (!mine || (S.call && !current)) return;
+      newCall(ev.contact_id, { phase: "dialing", caller: ev.data.caller, dialed: ev.data.dialed, queue: ev.queue });
+      renderCall();
+      return;
+    case "call.connected":
+      if (!mine || (S.call && !current)) return;
+      newCall(ev.contact_id, { caller: ev.data.caller, dialed: ev.data.dialed, queue: ev.queue });
+      S.call.phase = "connected";
+      S.call.answeredAt = Date.now();
       renderCall();
       return;
     case "call.answered":
@@ -461,7 +480,11 @@ const actions = {
     const target = (typeof number === "string" ? number : $("dial-number").value).trim();
     if (!target) return undefined;
     $("dial-number").value = target;
-    return api("POST", "/api/calls", { agent: me(), number: target });
+    return api("POST", "/api/calls", { agent: me(), number: target }).then((view) => {
+      if (S.call && S.call.contact_id !== view.contact_id) return;
+      newCall(view.contact_id, { phase: S.call ? S.call.phase : "dialing", dialed: view.dialed, caller: view.caller, queue: view.queue });
+      renderCall();
+    });
   }),
   saveWrap: () => S.wrap && act(async () => {
     const disposition = $("wrap-disposition").value || undefined;

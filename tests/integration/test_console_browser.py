@@ -450,6 +450,46 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await sup_ctx.close()
 
 
+async def test_click_to_call_from_the_console_when_the_server_has_it(
+    server: ServerProcess, peers: Peers, browser: Browser
+) -> None:
+    """The dialer shows only when the API lists ``POST /api/calls``; then it dials."""
+    base = f"http://127.0.0.1:{server.http_port}"
+    target = f"127.0.0.1:{server.sip_port}"
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/api/openapi.json") as r:
+        paths = (await r.json())["paths"]
+    context = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+    page = await context.new_page()
+    if "post" not in paths.get("/api/calls", {}):
+        await sign_in(page, base, "agent1001", "console1001", "/console/agent")
+        await expect(page.locator("#dialer")).to_be_hidden()
+        await context.close()
+        pytest.skip("this server has no click-to-call route: the dialer stays hidden")
+    phone = await peers.agent(
+        target, extension="1001", password="agent1001pw", ring_ms=300, wait_ms=30000
+    )
+    callee = await peers.agent(
+        target, extension="1002", password="agent1002pw", ring_ms=300, wait_ms=30000
+    )
+    await sign_in(page, base, "agent1001", "console1001", "/console/agent")
+    await expect(page.locator("#state")).to_have_attribute("data-state", "available")
+    await expect(page.locator("#dialer")).to_be_visible()
+    await page.fill("#dial-number", "1002")
+    await page.click("#btn-dial")
+    status = page.locator("#call-status")
+    await expect(status).to_have_attribute("data-phase", "connected", timeout=10_000)
+    await expect(page.locator("#call-dialed")).to_have_text("1002")
+    await page.click("#btn-hangup")
+    await expect(page.locator("#wrapup")).to_be_visible()
+    await expect(page.locator("#wrap-disposition option[value=resolved]")).to_have_count(1)
+    await phone.wait(timeout=20)
+    await callee.wait(timeout=20)
+    (contact,) = await server.wait_contact_closed(1)
+    assert (contact.initiation, contact.dialed_number) == ("click-to-call", "1002"), contact
+    assert "connected" in [e.type for e in contact.events]
+    await context.close()
+
+
 # -- security over plain HTTP ----------------------------------------------------------------
 
 
