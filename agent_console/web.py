@@ -4,7 +4,8 @@ Routes (docs/console.md):
 
 - ``GET /console/`` goes to the signed-in person's page (agents: the agent
   console, supervisors and admins: the wallboard), or to the sign-in page;
-- ``GET /console/login``, ``/console/agent``, ``/console/wallboard``: the pages
+- ``GET /console/login``, ``/console/agent``, ``/console/wallboard``,
+  ``/reports`` (supervisors: reports, charts and Erlang C staffing): the pages
   (plain HTML, CSS and JavaScript from ``agent_console/static``, no build step);
   a page needs a session with its role, else the sign-in page or 403;
 - ``POST /console/api/login`` (JSON ``{"username", "password"}``) starts a
@@ -47,7 +48,7 @@ from cti.auth import Principal
 from cti.errors import ControlError, forbidden, unauthorized
 from cti.ws import CLOSE_UNAUTHORIZED, PRINCIPAL
 
-__all__ = ["CONSOLE", "DEFAULT_DISPOSITIONS", "Console", "setup_console"]
+__all__ = ["CONSOLE", "DEFAULT_DISPOSITIONS", "Console", "features", "setup_console"]
 
 log = logging.getLogger(__name__)
 
@@ -213,6 +214,11 @@ def _route_exists(app: web.Application, method: str, path: str) -> bool:
     return False
 
 
+def features(app: web.Application) -> dict[str, bool]:
+    """Which optional call features the server has: the routes the OpenAPI document lists."""
+    return {name: _route_exists(app, *where) for name, where in _FEATURES.items()}
+
+
 async def settings(request: web.Request) -> web.Response:
     _signed_in(request)
     cfg = request.app[CONSOLE].cfg
@@ -229,9 +235,10 @@ async def settings(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "reason_codes": dict(cfg.acd.reason_codes),
+            "dispositions": dict(DEFAULT_DISPOSITIONS),  # for calls of no queue (click-to-call)
             "queues": queues,
             "agents": {num: ext.name for num, ext in cfg.agents().items()},
-            "features": {name: _route_exists(app, *where) for name, where in _FEATURES.items()},
+            "features": features(app),
             "reports": any(
                 r.resource is not None and r.resource.canonical.startswith("/reports")
                 for r in app.router.routes()
@@ -294,6 +301,7 @@ def setup_console(app: web.Application, cfg: Config) -> SessionBackend:
     app.router.add_get("/console/login", login_page)
     app.router.add_get("/console/agent", _page("agent.html", supervisor=False))
     app.router.add_get("/console/wallboard", _page("wallboard.html", supervisor=True))
+    app.router.add_get("/reports", _page("reports.html", supervisor=True))
     app.router.add_post("/console/api/login", login)
     app.router.add_post("/console/api/logout", logout)
     app.router.add_get("/console/api/me", me)

@@ -34,13 +34,17 @@ from ccserver.registration import Registrations, aor_of
 from ccserver.sip_endpoint import SipEndpoint
 from ccserver.storage.customers import seed_customers
 from ccserver.storage.database import make_engine
+from ccserver.storage.followups import FollowUpStore
 from ccserver.storage.recorder import ContactRecorder
 from cti.ami.server import AmiServer, install_reactor, start_ami
 from cti.api import ApiSettings, DatabaseContacts, setup_api
 from cti.auth import Authenticator, TokenBackend
 from cti.crm_http import provider_from_config
+from cti.customer_search import SEARCH, CustomerSearch
 from cti.customers import CustomerDirectory
 from cti.errors import error_middleware
+from cti.followups import FOLLOW_UPS
+from cti.knowledge import KNOWLEDGE, KnowledgeBase
 from cti.reports import ReportSource
 from cti.reports_api import REPORTS
 from cti.webhooks import WebhookDispatcher
@@ -337,6 +341,11 @@ class Node:
         )
         # Reports read through the read engine, with each queue's own service level.
         app[REPORTS] = ReportSource.from_config(self.read_engine, self.cfg)
+        app[SEARCH] = CustomerSearch(
+            self.read_engine, default_country_code=self.cfg.cti.default_country_code
+        )
+        app[KNOWLEDGE] = KnowledgeBase(self.cfg.articles)
+        app[FOLLOW_UPS] = FollowUpStore(self.engine)
         self._http = web.AppRunner(app, access_log=None)
         await self._http.setup()
         site = web.TCPSite(self._http, self.cfg.server.bind, self.cfg.server.http_port)

@@ -28,7 +28,16 @@ from ccserver.storage.database import get_contact
 from ccserver.storage.models import Contact
 from cti.api_json import dumps
 from cti.auth import Authenticator, Principal, Role
+from cti.customer_search import CUSTOMERS_QUERY, get_customers
 from cti.errors import error_middleware, forbidden, invalid_json, validation_failed
+from cti.followups import (
+    FOLLOW_UPS_QUERY,
+    FollowUpBody,
+    add_follow_up,
+    follow_up_done,
+    list_follow_ups,
+)
+from cti.knowledge import KNOWLEDGE_QUERY, get_knowledge
 from cti.openapi import QueryParam, openapi_document
 from cti.pop import PopService
 from cti.reports_api import (
@@ -53,6 +62,7 @@ __all__ = [
     "DatabaseContacts",
     "Route",
     "build_app",
+    "check_contact",
     "setup_api",
 ]
 
@@ -397,6 +407,12 @@ async def _contact_allowed(request: web.Request, who: Principal, contact_id: str
     return True
 
 
+async def check_contact(request: web.Request, who: Principal, contact_id: str) -> None:
+    """404 for an unknown contact, 403 for one ``who`` did not handle (follow-ups use it)."""
+    if not await _contact_allowed(request, who, contact_id):
+        raise _contact_not_found(contact_id)
+
+
 def _contact_not_found(contact_id: str) -> ControlError:
     return ControlError(
         404, "contact-not-found", f"no contact {contact_id}", {"contact_id": contact_id}
@@ -659,6 +675,48 @@ ROUTES: tuple[Route, ...] = (
         self_only=True,
     ),
     Route("GET", "/api/queues", list_queues, "Queues with their live statistics", "queues"),
+    Route(
+        "GET",
+        "/api/customers",
+        get_customers,
+        "Find customers by name, phone number, account number or id",
+        "customers",
+        query=CUSTOMERS_QUERY,
+    ),
+    Route(
+        "GET",
+        "/api/knowledge",
+        get_knowledge,
+        "Knowledge base articles for typed words and for what the IVR recognised",
+        "knowledge",
+        query=KNOWLEDGE_QUERY,
+    ),
+    Route(
+        "POST",
+        "/api/follow-ups",
+        add_follow_up,
+        "Set a follow-up (a callback task with a due date) for a contact's customer",
+        "follow-ups",
+        body=FollowUpBody,
+        self_only=True,
+    ),
+    Route(
+        "GET",
+        "/api/follow-ups",
+        list_follow_ups,
+        "Follow-ups: an agent's own, or a customer's",
+        "follow-ups",
+        query=FOLLOW_UPS_QUERY,
+    ),
+    Route(
+        "POST",
+        "/api/follow-ups/{follow_up_id}/done",
+        follow_up_done,
+        "Mark a follow-up done",
+        "follow-ups",
+        body=NoBody,
+        self_only=True,
+    ),
     Route(
         "GET",
         "/api/reports/queues",

@@ -38,6 +38,30 @@ const LABELS = {
     "wb.state": "State", "wb.reason": "Reason", "wb.time": "Time", "wb.call": "Call",
     "wb.actions": "Actions", "wb.force": "Force", "wb.target": "target",
     "wb.changes": "Latest state changes",
+    "rep.from": "From", "rep.to": "To (excluded)", "rep.interval": "Interval", "rep.15min": "15 minutes",
+    "rep.hour": "Hour", "rep.day": "Day", "rep.total": "Whole range", "rep.tz": "Time zone",
+    "rep.empty": "Show empty intervals", "rep.show": "Show", "rep.queues": "Queues", "rep.agents": "Agents",
+    "rep.csv": "CSV", "rep.start": "Interval", "rep.offered": "Offered", "rep.abandoned": "Abandoned",
+    "rep.occupancy": "Occupancy", "rep.utilization": "Utilization", "rep.survey": "Survey",
+    "rep.offers": "Offers", "rep.missed": "Missed", "rep.talk": "Talk", "rep.loggedin": "Logged in",
+    "rep.all": "All queues",
+    "st.title": "Staffing (Erlang C)", "st.calls": "Calls per interval", "st.interval": "Interval (s)",
+    "st.aht": "AHT (s)", "st.sl": "Service level target (%)", "st.threshold": "answered within (s)",
+    "st.compute": "Compute", "st.required": "Agents required", "st.logged": "Logged in now",
+    "st.working": "Working now", "st.shortfall": "Short", "st.agents": "Agents",
+    "call.complete": "Complete transfer", "call.cancel": "Cancel consult", "call.drop": "Drop third party",
+    "call.target": "Extension or number", "call.consulting": "Consulting {t}: the caller is on hold",
+    "call.consult_talking": "Talking to {t}", "call.conferencing": "Conference with {t}",
+    "call.from_card": "Call", "call.dialing": "Calling {n}…",
+    "pop.pending": "Loading previous contacts…", "pop.unavailable": "Previous contacts could not be read in time.",
+    "kb.title": "Knowledge base", "kb.suggested": "Suggested for this call", "kb.search": "Search articles",
+    "kb.none": "No article found.", "kb.go": "Search",
+    "cs.title": "Find a customer", "cs.placeholder": "Name, phone or account number", "cs.go": "Search",
+    "cs.none": "No customer found.",
+    "fu.date": "Follow-up on", "fu.note": "Follow-up note", "fu.mine": "My follow-ups", "fu.none": "No follow-ups.",
+    "fu.done": "Done", "fu.customer": "Follow-ups", "fu.saved": "Follow-up saved",
+    "mon.ext": "My phone extension", "mon.listen": "Listen", "mon.whisper": "Whisper", "mon.barge": "Barge",
+    "mon.stop": "Stop", "mon.noext": "Set your phone extension first.", "wb.monitor": "Listen in",
     "err.generic": "The server refused: {m}",
   },
   zh: {
@@ -75,6 +99,30 @@ const LABELS = {
     "wb.state": "状态", "wb.reason": "原因", "wb.time": "时长", "wb.call": "通话",
     "wb.actions": "操作", "wb.force": "强制", "wb.target": "目标",
     "wb.changes": "最近状态变化",
+    "rep.from": "开始", "rep.to": "结束（不含）", "rep.interval": "间隔", "rep.15min": "15 分钟",
+    "rep.hour": "小时", "rep.day": "天", "rep.total": "整个区间", "rep.tz": "时区",
+    "rep.empty": "显示空白时段", "rep.show": "查询", "rep.queues": "队列", "rep.agents": "座席",
+    "rep.csv": "CSV", "rep.start": "时段", "rep.offered": "进线", "rep.abandoned": "放弃",
+    "rep.occupancy": "占用率", "rep.utilization": "利用率", "rep.survey": "满意度",
+    "rep.offers": "分配", "rep.missed": "未接", "rep.talk": "通话", "rep.loggedin": "签入时长",
+    "rep.all": "全部队列",
+    "st.title": "人力测算（Erlang C）", "st.calls": "每时段来电量", "st.interval": "时段（秒）",
+    "st.aht": "平均处理时长（秒）", "st.sl": "服务水平目标（%）", "st.threshold": "应答时限（秒）",
+    "st.compute": "计算", "st.required": "所需座席", "st.logged": "当前签入",
+    "st.working": "当前在岗", "st.shortfall": "缺口", "st.agents": "座席数",
+    "call.complete": "完成转接", "call.cancel": "取消咨询", "call.drop": "挂断第三方",
+    "call.target": "分机或号码", "call.consulting": "正在咨询 {t}：客户保持中",
+    "call.consult_talking": "正在与 {t} 通话", "call.conferencing": "与 {t} 会议中",
+    "call.from_card": "呼叫", "call.dialing": "正在呼叫 {n}…",
+    "pop.pending": "正在读取历史联络…", "pop.unavailable": "未能及时读取历史联络。",
+    "kb.title": "知识库", "kb.suggested": "本次通话推荐", "kb.search": "搜索文章",
+    "kb.none": "没有找到文章。", "kb.go": "搜索",
+    "cs.title": "查找客户", "cs.placeholder": "姓名、电话或账号", "cs.go": "搜索",
+    "cs.none": "没有找到客户。",
+    "fu.date": "回访日期", "fu.note": "回访备注", "fu.mine": "我的回访", "fu.none": "没有回访任务。",
+    "fu.done": "完成", "fu.customer": "回访任务", "fu.saved": "回访已保存",
+    "mon.ext": "我的分机", "mon.listen": "监听", "mon.whisper": "耳语", "mon.barge": "强插",
+    "mon.stop": "停止", "mon.noext": "请先设置您的分机号。", "wb.monitor": "监听",
     "err.generic": "服务器拒绝：{m}",
   },
 };
@@ -106,6 +154,9 @@ function translate(root) {
   }
   for (const el of (root || document).querySelectorAll("[data-i18n-title]")) {
     el.title = t(el.dataset.i18nTitle);
+  }
+  for (const el of (root || document).querySelectorAll("[data-i18n-placeholder]")) {
+    el.placeholder = t(el.dataset.i18nPlaceholder);
   }
 }
 

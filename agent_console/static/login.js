@@ -28,6 +28,6 @@ document.addEventListener("DOMContentLoaded", () => {
     }
     const next = new URLSearchParams(location.search).get("next");
     // Only a path of this console: never a redirect to another site.
-    location.href = next && /^\/console\/[a-z]+$/.test(next) ? next : body.home;
+    location.href = next && /^\/(console\/[a-z]+|reports)$/.test(next) ? next : body.home;
   });
 });

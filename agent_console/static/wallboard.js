@@ -2,7 +2,8 @@
 // and forcing an agent's state. Any event refreshes the figures (coalesced).
 "use strict";
 
-const W = { settings: null, queues: [], agents: [], fetchedAt: Date.now(), pending: null };
+const W = { settings: null, queues: [], agents: [], calls: {}, fetchedAt: Date.now(), pending: null };
+const MONITOR_EXT = "ccserver.monitorExt";
 
 const STATE_ORDER = ["available", "reserved", "on-call", "wrap-up", "not-ready", "logged-out"];
 
@@ -61,13 +62,48 @@ async function force(ext, what) {
   refresh();
 }
 
+// Listen, whisper or barge on an agent's call: the supervisor's own phone rings in.
+async function monitor(contactId, mode) {
+  const extension = document.getElementById("mon-ext").value.trim();
+  try {
+    if (mode === "stop") {
+      await api("DELETE", `/api/calls/${contactId}/monitor`);
+    } else if (!extension) {
+      document.getElementById("mon-ext").focus();
+      throw new Error(t("mon.noext"));
+    } else {
+      await api("POST", `/api/calls/${contactId}/monitor`, { extension, mode });
+    }
+  } catch (err) { showError(err); }
+  refresh();
+}
+
+function monitorButtons(a) {
+  const call = a.contact_id && W.calls[a.contact_id];
+  if (!call || a.state !== "on-call") return [];
+  const now = call.monitor;  // {target, connected, mode} while a supervisor's phone is in
+  return [
+    ...["listen", "whisper", "barge"].map((mode) => el("button", {
+      class: now && now.mode === mode ? "primary" : "", dataset: { monitor: mode },
+      onclick: () => monitor(a.contact_id, mode),
+    }, t(`mon.${mode}`))),
+    now ? el("button", { class: "danger", dataset: { monitor: "stop" }, onclick: () => monitor(a.contact_id, "stop") }, t("mon.stop")) : null,
+  ];
+}
+
 function renderAgents() {
   const since = (Date.now() - W.fetchedAt) / 1000;
   const rows = W.agents.map((a) => {
     const longState = a.state === "not-ready" ? 900 : a.state === "wrap-up" ? 60 : null;
     const cls = longState !== null && a.seconds_in_state + since > longState ? "late" : "";
     const loggedOut = a.state === "logged-out";
-    return el("tr", { dataset: { agent: a.agent, state: a.state } },
+    const watched = a.contact_id && W.calls[a.contact_id] && W.calls[a.contact_id].monitor;
+    return el("tr", {
+      dataset: {
+        agent: a.agent, state: a.state,
+        monitor: watched ? watched.mode : "", monitorConnected: watched ? String(!!watched.connected) : "",
+      },
+    },
       el("td", {}, a.agent), el("td", {}, a.name),
       el("td", {}, el("span", { class: "state-badge", dataset: { state: a.state } }, stateLabel(a.state))),
       el("td", {}, a.reason ? (W.settings.reason_codes[a.reason] || a.reason) : ""),
@@ -78,7 +114,8 @@ function renderAgents() {
         el("button", { disabled: loggedOut || a.state === "available", onclick: () => force(a.agent, "ready") }, t("agent.ready")),
         reasonSelect(a.agent),
         el("button", { disabled: loggedOut, onclick: () => force(a.agent, "not-ready") }, t("agent.notready")),
-        el("button", { class: "danger", disabled: loggedOut, onclick: () => force(a.agent, "logout") }, t("agent.logout"))));
+        el("button", { class: "danger", disabled: loggedOut, onclick: () => force(a.agent, "logout") }, t("agent.logout"))),
+      el("td", { class: "monitor" }, monitorButtons(a)));
   });
   document.getElementById("agents").replaceChildren(...rows);
 }
@@ -93,9 +130,11 @@ function tickAgents() {
 
 async function refresh() {
   try {
-    const [queues, agents] = await Promise.all([api("GET", "/api/queues"), api("GET", "/api/agents")]);
+    const [queues, agents, calls] = await Promise.all([
+      api("GET", "/api/queues"), api("GET", "/api/agents"), api("GET", "/api/calls")]);
     W.queues = queues;
     W.agents = agents;
+    W.calls = Object.fromEntries(calls.map((c) => [c.contact_id, c]));
     W.fetchedAt = Date.now();
     renderQueues();
     renderAgents();
@@ -134,6 +173,10 @@ document.addEventListener("DOMContentLoaded", async () => {
   W.settings = await api("GET", "/console/api/settings");
   document.getElementById("whoami").textContent = session.me.name;
   document.getElementById("signout").onclick = signOut;
+  const ext = document.getElementById("mon-ext");
+  ext.value = localStorage.getItem(MONITOR_EXT) || "";
+  ext.addEventListener("change", () => localStorage.setItem(MONITOR_EXT, ext.value.trim()));
+  document.getElementById("monitor-form").addEventListener("submit", (ev) => ev.preventDefault());
   // The clocks tick every second; a full refresh every 10 s catches what events do not say.
   setInterval(tickAgents, 1000);
   setInterval(renderQueues, 1000);

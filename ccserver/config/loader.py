@@ -53,6 +53,7 @@ from ccserver.config.schema import (
     DidNumber,
     Extension,
     ExtensionNumber,
+    KnowledgeArticle,
     Language,
     MediaConfig,
     Name,
@@ -212,7 +213,8 @@ _TRUNKS = _TableFile("trunks.toml", "trunks", _NAME, _Schema.of(Trunk))
 _DIDS = _TableFile("dids.toml", "dids", TypeAdapter(DidNumber), _Schema.of(Did))
 _QUEUES = _TableFile("queues.toml", "queues", _NAME, _Schema.of(Queue))
 _USERS = _TableFile("users.toml", "users", _NAME, _Schema.of(ConsoleUser))
-_TABLE_FILES = (_EXTENSIONS, _TRUNKS, _DIDS, _QUEUES, _USERS)
+_KNOWLEDGE = _TableFile("knowledge.toml", "articles", _NAME, _Schema.of(KnowledgeArticle))
+_TABLE_FILES = (_EXTENSIONS, _TRUNKS, _DIDS, _QUEUES, _USERS, _KNOWLEDGE)
 _AREA_FILES = (SERVER_FILE, *(spec.file for spec in _TABLE_FILES))
 
 # Which file a top-level table belongs in, to answer "[queues] in dids.toml".

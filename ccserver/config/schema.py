@@ -64,6 +64,7 @@ __all__ = [
     "ExtensionNumber",
     "Flow",
     "HangupNode",
+    "KnowledgeArticle",
     "Language",
     "MediaConfig",
     "MenuNode",
@@ -709,6 +710,19 @@ class ConsoleUser(_Model):
         return self
 
 
+class KnowledgeArticle(_Model):
+    """``[articles.<id>]`` of knowledge.toml: an article the console suggests (cti/knowledge.py)."""
+
+    title: Text = Field(max_length=200)
+    body: Text = Field(max_length=20000)
+    language: Language = "en"
+    keywords: tuple[Text, ...] = Field(default=(), strict=False, max_length=50)
+    """Words and phrases a search matches (besides the title and the body)."""
+    intents: tuple[Text, ...] = Field(default=(), strict=False, max_length=50)
+    """What the IVR recognised that this article answers: a call's ``intent`` attribute,
+    the flow nodes it went through (``cards``), or phrases it heard (``balance``)."""
+
+
 class ConsoleConfig(_Model):
     """``[console]``: people's sign-in to the web console (docs/console.md)."""
 
@@ -764,6 +778,7 @@ class Config(_Model):
     webhooks: WebhooksConfig = WebhooksConfig()
     console: ConsoleConfig = ConsoleConfig()
     users: dict[Name, ConsoleUser] = Field(default_factory=dict)
+    articles: dict[Name, KnowledgeArticle] = Field(default_factory=dict)
     extensions: dict[ExtensionNumber, Extension] = Field(default_factory=dict)
     trunks: dict[Name, Trunk] = Field(default_factory=dict)
     dids: dict[DidNumber, Did] = Field(default_factory=dict)

@@ -9,6 +9,7 @@ from .customers import (
     seed_customers,
 )
 from .database import find_contacts, get_contact, make_engine, recent_contacts
+from .followups import FollowUp, FollowUpRow, FollowUpStore
 from .migrate import create_schema, current_revision, upgrade
 from .models import AgentEvent, Base, Contact, ContactEvent, JournalCheckpoint
 from .recorder import ContactRecorder, RecoveryReport
@@ -23,6 +24,9 @@ __all__ = [
     "CustomerAccountRow",
     "CustomerPhoneRow",
     "CustomerRow",
+    "FollowUp",
+    "FollowUpRow",
+    "FollowUpStore",
     "JournalCheckpoint",
     "RecoveryReport",
     "create_schema",

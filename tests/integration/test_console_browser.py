@@ -21,8 +21,10 @@ import asyncio
 import json
 import os
 import re
+import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,7 @@ import aiohttp
 import pytest
 from playwright.async_api import Browser, Page, async_playwright, expect
 
+from acd.erlang import agents_required, offered_load
 from tests.integration.peers import wait_for
 from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.sipp import SippMessage, SippProcess
@@ -90,9 +93,34 @@ def answer_sent(agent: SippProcess) -> SippMessage | None:
     return None
 
 
+# A line whose short flow only notes what the caller wants (as an IVR that
+# recognised it would) and queues the call: the pop carries the intent.
+INTENT_FLOW = """
+[flow]
+start = "lost"
+attach = ["intent"]
+
+[nodes.lost]
+kind = "set"
+values = { intent = "card-lost" }
+next = "agent"
+
+[nodes.agent]
+kind = "queue"
+queue = "general"
+"""
+
+
+def add_intent_line(cfg: Path) -> None:
+    (cfg / "flows" / "lostcard.toml").write_text(INTENT_FLOW)
+    with (cfg / "dids.toml").open("a") as dids:
+        dids.write('\n[dids."5002"]\nflow = "lostcard"\n')
+
+
 async def test_agent_console_pop_wrapup_and_wallboard(
-    server: ServerProcess, peers: Peers, browser: Browser
+    start_server: Callable[..., Awaitable[ServerProcess]], peers: Peers, browser: Browser
 ) -> None:
+    server = await start_server(add_intent_line)
     base = f"http://127.0.0.1:{server.http_port}"
     target = f"127.0.0.1:{server.sip_port}"
     phone = await peers.agent(
@@ -132,7 +160,7 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     # A VIP calls while the only logged-in agent is on a break: the call waits.
     caller = await peers.caller(
         target,
-        service="5001",
+        service="5002",
         digits="0",
         greet_ms=500,
         wait_bye=True,
@@ -170,6 +198,10 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(agent_page.locator("#pop-complaints")).to_contain_text("International wire")
     await expect(agent_page.locator("#pop-ivr")).to_contain_text("queued")
     await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "ringing")
+    # The knowledge base suggests the article for what the IVR recognised.
+    suggested = agent_page.locator('#kb-suggested li[data-article="card-lost"]')
+    await expect(suggested).to_contain_text("Lost or stolen card")
+    await expect(agent_page.locator("#kb-suggested li")).to_have_count(1)
 
     # The phone answers: connected on both pages.
     await expect(agent_page.locator("#call-status")).to_have_attribute(
@@ -177,6 +209,54 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     )
     await expect(row).to_have_attribute("data-state", "on-call")
     await expect(waiting).to_have_text("0")
+
+    # A consult transfer to a colleague's phone, then cancelled: the caller is back.
+    colleague = await peers.agent(
+        target, extension="1002", password="agent1002pw", ring_ms=300, wait_ms=30000
+    )
+    await expect(agent_page.locator("#side-controls")).to_be_visible()
+    await agent_page.fill("#side-target", "1002")
+    await agent_page.click("#btn-consult")
+    consult_bar = agent_page.locator("#consult-bar")
+    await expect(consult_bar).to_have_attribute("data-connected", "true", timeout=10_000)
+    await expect(agent_page.locator("#consult-status")).to_have_text("Talking to 1002")
+    await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "held")
+    await agent_page.click("#btn-consult-cancel")
+    await expect(consult_bar).to_be_hidden()
+    await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "connected")
+    await colleague.wait(timeout=15)  # the colleague's phone was hung up
+
+    # A conference with the colleague's phone, then the third party dropped.
+    colleague = await peers.agent(
+        target, extension="1002", password="agent1002pw", ring_ms=300, wait_ms=30000
+    )
+    await agent_page.fill("#side-target", "1002")
+    await agent_page.click("#btn-conference")
+    conference_bar = agent_page.locator("#conference-bar")
+    await expect(conference_bar).to_have_attribute("data-connected", "true", timeout=10_000)
+    await expect(agent_page.locator("#conference-status")).to_have_text("Conference with 1002")
+    await agent_page.click("#btn-conference-drop")
+    await expect(conference_bar).to_be_hidden()
+    await expect(agent_page.locator("#side-controls")).to_be_visible()
+    await colleague.wait(timeout=15)
+
+    # The supervisor listens in from the wallboard with the phone of extension 1900,
+    # switches to whisper, and stops; the extension is remembered by the browser.
+    sup_phone = await peers.agent(
+        target, extension="1900", password="super1900pw", ring_ms=300, wait_ms=30000
+    )
+    await board.fill("#mon-ext", "1900")
+    await board.press("#mon-ext", "Tab")
+    await row.locator('button[data-monitor="listen"]').click()
+    await expect(row).to_have_attribute("data-monitor-connected", "true", timeout=10_000)
+    await expect(row).to_have_attribute("data-monitor", "listen")
+    await board.screenshot(path=shot_path("wallboard-listen.png"))
+    await row.locator('button[data-monitor="whisper"]').click()
+    await expect(row).to_have_attribute("data-monitor", "whisper")
+    await row.locator('button[data-monitor="stop"]').click()
+    await expect(row).to_have_attribute("data-monitor", "")
+    await sup_phone.wait(timeout=15)  # its call ended with the BYE
+    assert await board.evaluate("localStorage.getItem('ccserver.monitorExt')") == "1900"
 
     # Hold from the button, resume from the keyboard.
     await agent_page.click("#btn-hold")
@@ -196,9 +276,33 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     ).to_have_count(1)
     await agent_page.select_option("#wrap-disposition", "resolved")
     await agent_page.fill("#wrap-notes", "Wire traced; customer called back by Emma.")
+    due = (datetime.now(UTC).date() + timedelta(days=3)).isoformat()
+    await agent_page.fill("#wrap-followup", due)
     await agent_page.click("#btn-wrap-save")
     await expect(agent_page.locator("#wrap-saved")).to_be_visible()
+    # The follow-up: in my list and in the customer's, with the customer's name.
+    await expect(agent_page.locator("#followup-saved")).to_be_visible()
+    await expect(agent_page.locator(f'#fu-mine li[data-due="{due}"]')).to_contain_text(
+        "Eleanor Whitfield"
+    )
+    await expect(agent_page.locator(f'#pop-followups li[data-due="{due}"]')).to_contain_text(
+        "Wire traced"
+    )
     await expect(countdown).not_to_have_text(started)  # it counts down
+
+    # Customer search: the VIP by phone number, spelt another way.
+    await agent_page.fill("#cs-q", "06 00 00 00 09")
+    await agent_page.press("#cs-q", "Enter")
+    await expect(agent_page.locator('#cs-results li[data-customer="C0009"]')).to_contain_text(
+        "Eleanor Whitfield"
+    )
+    await expect(agent_page.locator("#cs-results li")).to_have_count(1)
+    # And by words typed in the search box.
+    await agent_page.fill("#kb-q", "opening hours")
+    await agent_page.press("#kb-q", "Enter")
+    await expect(agent_page.locator("#kb-results li").first).to_have_attribute(
+        "data-article", "opening-hours"
+    )
 
     assert (await caller.wait(timeout=20)).ok
     await phone.wait(timeout=30)
@@ -214,6 +318,16 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     assert contact.disconnect_reason == "agent", contact.disconnect_reason
     steps = [e.type for e in contact.events]
     assert "disposition" in steps, steps
+    assert {"consult_answered", "consult_ended"} <= set(steps), steps
+    assert {"conference_joined", "conference_left"} <= set(steps), steps
+    assert {"monitor_started", "monitor_mode", "monitor_stopped"} <= set(steps), steps
+    with sqlite3.connect(server.db_path) as db:
+        follow_ups = db.execute(
+            "SELECT agent, due, customer_id, contact_id, note, done_at FROM follow_ups"
+        ).fetchall()
+    assert follow_ups == [
+        ("1001", due, "C0009", contact.id, "Wire traced; customer called back by Emma.", None)
+    ], follow_ups
     assert not problems, problems
 
     # The wallboard's figures count the answered call.
@@ -223,6 +337,103 @@ async def test_agent_console_pop_wrapup_and_wallboard(
         "100%"
     )
     await board.screenshot(path=shot_path("wallboard-after-call.png"))
+
+    # Reports, from the wallboard's link: the call is counted and drawn.
+    link = await board.locator("nav a").get_attribute("href")
+    assert link == "/reports"
+    reports = await sup_ctx.new_page()
+    reports.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+    await reports.goto(f"{base}{link}")
+    general = reports.locator('#queue-rows tr[data-queue="general"]')
+    await expect(general).to_have_count(1)
+    await expect(general.locator('[data-col="offered"]')).to_have_text("1")
+    await expect(general.locator('[data-col="answered"]')).to_have_text("1")
+    await expect(general.locator('[data-col="abandoned"]')).to_have_text("0")
+    await expect(reports.locator('#queue-chart rect.bar.s-answered[data-value="1"]')).to_have_count(
+        1
+    )
+    await expect(reports.locator("#queue-chart circle.point")).to_have_count(1)
+    await expect(reports.locator('#agent-chart rect.bar.s-answered[data-value="1"]')).to_have_count(
+        1
+    )
+    csv_href = await reports.locator("#csv-queues").get_attribute("href")
+    assert csv_href is not None and "format=csv" in csv_href
+    download = await reports.request.get(f"{base}{csv_href}")
+    assert download.ok and download.headers["content-type"].startswith("text/csv")
+    csv_rows = [line.split(",") for line in (await download.text()).splitlines()]
+    header = csv_rows[0]
+    offered = [r[header.index("offered")] for r in csv_rows[1:] if r[0] == "general"]
+    assert sorted(offered, reverse=True)[0] == "1", offered
+
+    # Erlang C: the page shows what acd.erlang says for the same forecast.
+    forecast = {"#st-calls": "120", "#st-interval": "900", "#st-aht": "180", "#st-sl": "80"}
+    for field, value in forecast.items():
+        await reports.fill(field, value)
+    await reports.fill("#st-threshold", "20")
+    await reports.click("#st-go")
+    need = agents_required(offered_load(120, 900, 180), 180, target=0.8, threshold=20)
+    await expect(reports.locator("#st-required")).to_have_text(str(need.agents))
+    await expect(reports.locator("#st-logged")).to_have_text(re.compile(r"^\d+$"))
+    await reports.screenshot(path=shot_path("reports.png"), full_page=True)
+    await reports.select_option("#lang", "zh")
+    await reports.evaluate("window.scrollTo(0, 0)")
+    await expect(reports.locator("header strong")).to_have_text("报表")
+    await reports.screenshot(path=shot_path("reports-zh.png"))
+    assert not problems, problems
+
+    # The VIP calls again while the agent is available: the phone rings at once, so
+    # the pop may go out before the history is read ("pending") and screen.history
+    # follows; either way the page ends up showing the first call among the
+    # previous contacts.
+    # (The phone rings 1.5 s: by then the caller has pressed its key and waits for the BYE.)
+    phone2 = await peers.agent(
+        target, extension="1001", password="agent1001pw", ring_ms=1500, wait_ms=20000
+    )
+    await expect(agent_page.locator("#state")).to_have_attribute("data-state", "available")
+    caller2 = await peers.caller(
+        target,
+        service="5001",
+        digits="0",
+        greet_ms=300,
+        wait_bye=True,
+        caller_id=VIP_NUMBER,
+        local_ip=TRUNK_IP,
+        timeout=30,
+    )
+    first = agent_page.locator(f'#pop-history tr[data-contact="{contact.id}"]')
+    await expect(first).to_contain_text("Wire traced", timeout=10_000)
+    await expect(agent_page.locator("#pop-history")).to_have_attribute("data-history", "complete")
+    followed = await agent_page.locator("#pop-history").get_attribute("data-followed")
+    print(f"second pop: history {'followed the pop' if followed else 'came with the pop'}")
+    await expect(agent_page.locator("#call-status")).to_have_attribute(
+        "data-phase", "connected", timeout=10_000
+    )
+    # This time the consult transfer is completed: the caller goes on with the
+    # colleague (who hangs up a second later) and the agent wraps up.
+    colleague = await peers.agent(
+        target,
+        extension="1002",
+        password="agent1002pw",
+        behaviour="answer_hangup",
+        ring_ms=300,
+        talk_ms=1000,
+        wait_ms=30000,
+    )
+    await agent_page.fill("#side-target", "1002")
+    await agent_page.click("#btn-consult")
+    await expect(consult_bar).to_have_attribute("data-connected", "true", timeout=10_000)
+    await agent_page.click("#btn-consult-complete")
+    await expect(agent_page.locator("#call-status")).to_have_attribute("data-phase", "idle")
+    await expect(agent_page.locator("#wrapup")).to_be_visible()
+    await phone2.wait(timeout=30)  # the agent's phone was hung up by the platform
+    assert (await caller2.wait(timeout=20)).ok  # the colleague hung up on the caller
+    await colleague.wait(timeout=15)
+    second = await server.wait_contact_closed(2)
+    transfers = [
+        e.data for c in second if c.id != contact.id for e in c.events if e.type == "transfer"
+    ]
+    assert transfers and transfers[0]["kind"] == "consult" and transfers[0]["to"] == "1002"
+    assert not problems, problems
 
     # The labels switch to Simplified Chinese on the spot (CJK fonts installed).
     await agent_page.select_option("#lang", "zh")
@@ -237,6 +448,46 @@ async def test_agent_console_pop_wrapup_and_wallboard(
     await expect(agent_page.locator("#conn")).to_have_text("离线：正在重新连接…")
     await agent_ctx.close()
     await sup_ctx.close()
+
+
+async def test_click_to_call_from_the_console_when_the_server_has_it(
+    server: ServerProcess, peers: Peers, browser: Browser
+) -> None:
+    """The dialer shows only when the API lists ``POST /api/calls``; then it dials."""
+    base = f"http://127.0.0.1:{server.http_port}"
+    target = f"127.0.0.1:{server.sip_port}"
+    async with aiohttp.ClientSession() as http, http.get(f"{base}/api/openapi.json") as r:
+        paths = (await r.json())["paths"]
+    context = await browser.new_context(viewport=VIEWPORT, locale="en-US")
+    page = await context.new_page()
+    if "post" not in paths.get("/api/calls", {}):
+        await sign_in(page, base, "agent1001", "console1001", "/console/agent")
+        await expect(page.locator("#dialer")).to_be_hidden()
+        await context.close()
+        pytest.skip("this server has no click-to-call route: the dialer stays hidden")
+    phone = await peers.agent(
+        target, extension="1001", password="agent1001pw", ring_ms=300, wait_ms=30000
+    )
+    callee = await peers.agent(
+        target, extension="1002", password="agent1002pw", ring_ms=300, wait_ms=30000
+    )
+    await sign_in(page, base, "agent1001", "console1001", "/console/agent")
+    await expect(page.locator("#state")).to_have_attribute("data-state", "available")
+    await expect(page.locator("#dialer")).to_be_visible()
+    await page.fill("#dial-number", "1002")
+    await page.click("#btn-dial")
+    status = page.locator("#call-status")
+    await expect(status).to_have_attribute("data-phase", "connected", timeout=10_000)
+    await expect(page.locator("#call-dialed")).to_have_text("1002")
+    await page.click("#btn-hangup")
+    await expect(page.locator("#wrapup")).to_be_visible()
+    await expect(page.locator("#wrap-disposition option[value=resolved]")).to_have_count(1)
+    await phone.wait(timeout=20)
+    await callee.wait(timeout=20)
+    (contact,) = await server.wait_contact_closed(1)
+    assert (contact.initiation, contact.dialed_number) == ("click-to-call", "1002"), contact
+    assert "connected" in [e.type for e in contact.events]
+    await context.close()
 
 
 # -- security over plain HTTP ----------------------------------------------------------------
@@ -280,6 +531,8 @@ async def test_console_sessions_roles_csrf_and_sockets(server: ServerProcess) ->
         async with http.post(f"{base}/api/agents/1002/logout", headers=csrf, json={}) as r:
             assert r.status == 403 and (await r.json())["error_id"] == "forbidden"
         async with http.get(f"{base}/console/wallboard") as r:
+            assert r.status == 403
+        async with http.get(f"{base}/reports") as r:
             assert r.status == 403
         # Changing state without the CSRF token, or with another one: refused.
         async with http.post(f"{base}/api/agents/1001/not-ready", json={"reason": "break"}) as r:
@@ -336,6 +589,8 @@ async def test_console_sessions_roles_csrf_and_sockets(server: ServerProcess) ->
             assert r.status == 200, await r.text()
             assert (await r.json())["agent"] == "1002"
         async with sup.get(f"{base}/console/wallboard") as r:
+            assert r.status == 200 and "Content-Security-Policy" in r.headers
+        async with sup.get(f"{base}/reports") as r:
             assert r.status == 200 and "Content-Security-Policy" in r.headers
 
         # Guessing passwords: after [console].max_login_failures, the address is locked out.

@@ -14,6 +14,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from ccserver.storage import customers as _customers  # noqa: F401 - registers its tables
+from ccserver.storage import followups as _followups  # noqa: F401 - registers its table
 from ccserver.storage.database import make_engine
 from ccserver.storage.models import Base
 
