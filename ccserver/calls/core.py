@@ -66,6 +66,7 @@ class CallCore:
         self._legs: dict[str, tuple[Call, Leg]] = {}  # SIP Call-ID -> (call, leg)
         self._router_timer: asyncio.TimerHandle | None = None
         self._reg_timer: asyncio.TimerHandle | None = None
+        self._wrap_started: dict[str, tuple[str, float]] = {}  # agent -> (contact, since)
         self._tasks: set[asyncio.Task[Any]] = set()
         self.closing = False
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from acd.agents import WRAP_UP, AgentChange
 from acd.decisions import Announce, Overflow
 from acd.router import Offer
 from ccserver.calls.core import CallCore
@@ -83,12 +84,24 @@ class QueueRouting(CallCore):
     def _record_agent_changes(self) -> None:
         changes, self.router.changes = self.router.changes, []
         for ch in changes:
+            self._time_wrap_up(ch)
             self.recorder.agent_event(ch.agent, ch.new, ch.reason, {"from": ch.old})
             self.bus.emit(
                 "agent.state",
                 agent=ch.agent,
                 data={"state": ch.new, "from": ch.old, "reason": ch.reason},
             )
+
+    def _time_wrap_up(self, ch: AgentChange) -> None:
+        """The contact keeps its agent's wrap-up time, which ends after the call does
+        (the queue's wrap-up timer, or the agent ending it early from the console)."""
+        if ch.new == WRAP_UP and ch.call_id is not None:
+            self._wrap_started[ch.agent] = (ch.call_id, ch.at)
+        elif ch.old == WRAP_UP:
+            started = self._wrap_started.pop(ch.agent, None)
+            if started is not None:
+                contact_id, at = started
+                self.recorder.update(contact_id, wrap_seconds=round(max(0.0, ch.at - at), 3))
 
     def _arm_router(self) -> None:
         if self._router_timer is not None:

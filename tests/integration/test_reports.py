@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from acd.erlang import agents_required, offered_load
+from tests.integration.peers import wait_for
 from tests.integration.peers.fixtures import Peers
 from tests.integration.server import ServerProcess
 from tests.integration.test_call_flows import (
@@ -90,6 +91,26 @@ async def test_reports_count_answered_and_abandoned_sipp_calls(
     general = [r for r in rows if r["queue"] == "general"]
     assert sum(int(r["offered"]) for r in general) == 2
     assert sum(int(r["abandoned"]) for r in general) == 1
+
+    # The live figures (GET /api/queues) recomputed from the stored contacts. The
+    # agent's wrap-up ends after the call (its phone unregisters, or the queue's
+    # timer), and the contact keeps its length too.
+    def wrapped() -> Any:
+        rows = {c.caller_number: c for c in server.contacts()}
+        done = rows["0600000001"]
+        return done if done.wrap_seconds is not None else None
+
+    done = await wait_for(wrapped, 10, "the answered contact's wrap-up time")
+    resp = await get(server, "/api/queues")
+    (live,) = [q for q in await resp.json() if q["queue"] == "general"]
+    assert (live["answered"], live["abandoned"], live["waiting"]) == (1, 1, 0)
+    assert live["service_level"] == 0.5 and live["abandon_rate"] == 0.5
+    # The router times on the loop clock, the contact on the wall clock: equal to
+    # within the few milliseconds between the two readings.
+    assert live["asa"] == pytest.approx(done.wait_seconds, abs=0.05)
+    handle = done.talk_seconds + (done.hold_seconds or 0.0) + done.wrap_seconds
+    assert live["aht"] == pytest.approx(handle, abs=0.1)
+    assert 0.0 < done.wrap_seconds <= 5.0 + 0.1  # at most the queue's wrap_up
 
     resp = await get(server, "/api/staffing", queue="general", calls="30", aht="180")
     staffing = await resp.json()
