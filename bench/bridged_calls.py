@@ -53,10 +53,17 @@ def sdp_port(body: bytes | str) -> int:
 
 
 def pcmu_sdp(port: int, session: int = 1) -> str:
-    """A PCMU-only SDP at 127.0.0.1:``port``: no law translation in the relay."""
+    """PCMU and RFC 4733 events at 127.0.0.1:``port``, as a desk phone or trunk offers.
+
+    One audio codec on both legs: no law translation in the relay. With
+    telephone-event offered the platform takes keys from RFC 4733 packets,
+    not from tones in the audio (a trunk without it costs an in-band
+    detector on every packet: see docs/performance.md).
+    """
     return (
         f"v=0\r\no=- {session} 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
-        f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
+        f"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
     )
 
 
@@ -83,8 +90,9 @@ class MediaCaller(Uac):
         self.platform_port: dict[str, int] = {}
 
     async def dial(self, did: str, number: str, media_port: int) -> Call:
-        call = Call(call_id=f"{secrets.token_hex(10)}@{LOOPBACK}", tag=secrets.token_hex(6),
-                    number=number)
+        call = Call(
+            call_id=f"{secrets.token_hex(10)}@{LOOPBACK}", tag=secrets.token_hex(6), number=number
+        )
         call.rtp_port = media_port
         uri = f"sip:{did}@{self.server[0]}:{self.server[1]}"
         self.calls[call.call_id] = call
@@ -126,6 +134,26 @@ class MediaAgents(Agents):
             if len(self.legs) >= self.expected:
                 self.answered_event.set()
         return pcmu_sdp(known[0])
+
+
+async def register_paced(agents: Agents, timeout: float, per_second: float = 400.0) -> None:
+    """Register every agent, a few at a time, again for any whose REGISTER got no answer.
+
+    The bench UAs do not retransmit (RFC 3261 §17.1.2 timers would only blur
+    the figures), so a burst of hundreds at once would overrun the socket.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout
+    batch = 20
+    while not agents.all_registered.is_set():
+        pending = [n for n in agents.numbers if n not in agents.registered]
+        for i in range(0, len(pending), batch):
+            agents.register(pending[i : i + batch])
+            await asyncio.sleep(batch / per_second)
+        left = deadline - asyncio.get_running_loop().time()
+        if left <= 0:
+            raise TimeoutError(f"{len(agents.registered)}/{len(agents.numbers)} agents registered")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(agents.all_registered.wait(), min(left, 3.0))
 
 
 @dataclass
@@ -174,14 +202,23 @@ async def ccserver_calls(
         assert isinstance(uac, MediaCaller)
         placed: list[Call] = []
         try:
-            agents.register_all()
-            await asyncio.wait_for(agents.all_registered.wait(), timeout)
+            await register_paced(agents, timeout)
             await asyncio.sleep(0.5)  # registration logs the agents in; let the ACD see them
             for i in range(calls):
                 placed.append(await uac.dial("5001", f"07{i:08d}", caller_media[i]))
                 await asyncio.sleep(1 / rate)
-            await asyncio.wait_for(agents.answered_event.wait(), timeout)
-            await asyncio.wait_for(asyncio.gather(*(c.final for c in placed)), timeout)
+            try:
+                await asyncio.wait_for(agents.answered_event.wait(), timeout)
+                await asyncio.wait_for(asyncio.gather(*(c.final for c in placed)), timeout)
+            except TimeoutError:
+                statuses: dict[str, int] = {}
+                for c in placed:
+                    key = str(c.final.result()) if c.final.done() else "none"
+                    statuses[key] = statuses.get(key, 0) + 1
+                raise TimeoutError(
+                    f"{len(agents.legs)}/{calls} agents answered, callers' final statuses "
+                    f"{statuses}\n{server.log_tail(20)}"
+                ) from None
             index = {p: i for i, p in enumerate(ports)}
             # A step sends on the first N calls' two legs: pair each caller with its agent.
             by_caller = {agents.caller_of[cid]: leg for cid, leg in agents.legs.items()}
@@ -273,15 +310,26 @@ async def rtpengine_calls(calls: int, ports: list[int], core: int | None) -> Asy
     span = 4 * calls + 100
     base = free_port_block(span)
     cmd = [
-        binary, "--table=-1", "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{ng_port}",
-        "--foreground", "--log-stderr", "--log-level=3", "--num-threads=1",
-        f"--port-min={base}", f"--port-max={base + span - 1}",
-        "--timeout=3600", "--silent-timeout=3600", "--delete-delay=0",
+        binary,
+        "--table=-1",
+        "--interface=127.0.0.1",
+        f"--listen-ng=127.0.0.1:{ng_port}",
+        "--foreground",
+        "--log-stderr",
+        "--log-level=3",
+        "--num-threads=1",
+        f"--port-min={base}",
+        f"--port-max={base + span - 1}",
+        "--timeout=3600",
+        "--silent-timeout=3600",
+        "--delete-delay=0",
     ]
     if core is not None and core in os.sched_getaffinity(0):
         cmd = ["taskset", "-c", str(core), *cmd]
     with tempfile.TemporaryFile() as log:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        proc = subprocess.Popen(  # noqa: ASYNC220 - waited on with its own timeouts below
+            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
         ng = Ng(ng_port)
         try:
             for _ in range(100):  # it binds the ng port within a moment of starting
@@ -300,13 +348,28 @@ async def rtpengine_calls(calls: int, ports: list[int], core: int | None) -> Asy
                 a, b = 2 * i, 2 * i + 1
                 call_id, from_tag, to_tag = f"bench-{i}", f"a{i}", f"b{i}"
                 flags = {"replace": ["origin", "session-connection"], "ICE": "remove"}
-                offer = ng.request({"command": "offer", "call-id": call_id,
-                                    "from-tag": from_tag, "sdp": pcmu_sdp(ports[a]), **flags})
-                answer = ng.request({"command": "answer", "call-id": call_id,
-                                     "from-tag": from_tag, "to-tag": to_tag,
-                                     "sdp": pcmu_sdp(ports[b]), **flags})
+                offer = ng.request(
+                    {
+                        "command": "offer",
+                        "call-id": call_id,
+                        "from-tag": from_tag,
+                        "sdp": pcmu_sdp(ports[a]),
+                        **flags,
+                    }
+                )
+                answer = ng.request(
+                    {
+                        "command": "answer",
+                        "call-id": call_id,
+                        "from-tag": from_tag,
+                        "to-tag": to_tag,
+                        "sdp": pcmu_sdp(ports[b]),
+                        **flags,
+                    }
+                )
                 call_ids.append((call_id, from_tag))
-                # The caller sends where the answer (sent to it) says; the agent where the offer says.
+                # The caller sends where the answer (sent to it) says, the agent where the
+                # offer says.
                 bridged.pairs.append((a, sdp_port(answer["sdp"])))  # type: ignore[arg-type]
                 bridged.pairs.append((b, sdp_port(offer["sdp"])))  # type: ignore[arg-type]
             yield bridged

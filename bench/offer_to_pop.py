@@ -90,7 +90,10 @@ class Agents(asyncio.DatagramProtocol):
         self.port = transport.get_extra_info("sockname")[1]
 
     def register_all(self) -> None:
-        for n in self.numbers:
+        self.register(self.numbers)
+
+    def register(self, numbers: list[str]) -> None:
+        for n in numbers:
             call_id = f"reg-{n}-{secrets.token_hex(6)}"
             self._reg_call_ids[call_id] = n
             self._register(n, call_id, 1, None)

@@ -25,10 +25,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,10 @@ async def step_up(
         row = await load.run(bridged.calls(calls), seconds)
         cpu = (cpu_seconds(bridged.pid) - cpu0) / (time.monotonic() - t0)
         row = {"relay": relay, "calls": calls, **row, "relay_cpu_pct": round(100 * cpu, 1)}
+        # CPU per packet relayed is what the noise of a shared machine changes least.
+        relayed = max(1, row["received"]) / row["seconds"]
+        row["relay_cpu_us_per_packet"] = round(1e6 * cpu / relayed, 2)
+        row["calls_per_core_by_cpu"] = int(1e6 / (row["relay_cpu_us_per_packet"] * 100))
         row["clean"] = clean(row)
         row["load_avg"] = os.getloadavg()[0]
         rows.append(row)
@@ -85,7 +92,7 @@ async def step_up(
 def print_header() -> None:
     print(
         f"{'relay':<10} {'calls':>6} {'pps in':>7} {'loss %':>7} {'p50 ms':>7} {'p99 ms':>7} "
-        f"{'max ms':>7} {'cpu %':>6} {'gen lag':>8} {'clean':>5}",
+        f"{'max ms':>7} {'cpu %':>6} {'us/pkt':>6} {'gen lag':>8} {'clean':>5}",
         flush=True,
     )
 
@@ -103,12 +110,46 @@ def print_row(row: dict[str, Any]) -> None:
         return "-" if v is None else f"{v / 1000:.2f}"
 
     cpu = "-" if row["relay_cpu_pct"] is None else f"{row['relay_cpu_pct']:.0f}"
+    per = row.get("relay_cpu_us_per_packet")
+    per_cell = "-" if per is None else f"{per:.1f}"
     print(
         f"{row['relay']:<10} {row['calls']!s:>6} {row['sent'] / row['seconds']:>7.0f} "
         f"{row['loss_pct']:>7.3f} {ms(lat['p50']):>7} {ms(lat['p99']):>7} {ms(lat['max']):>7} "
-        f"{cpu:>6} {row['worst_send_lag_ms']:>6.1f}ms {_clean_cell(row):>5}",
+        f"{cpu:>6} {per_cell:>6} {row['worst_send_lag_ms']:>6.1f}ms {_clean_cell(row):>5}",
         flush=True,
     )
+
+
+@contextlib.asynccontextmanager
+async def profiled(folder: str | None, relay: str, pid: int) -> AsyncIterator[None]:
+    """py-spy sampling ``pid`` while the steps run (ccserver only: it reads Python stacks)."""
+    if folder is None or relay != "ccserver":
+        yield
+        return
+    spy = Path(sys.executable).with_name("py-spy")
+    out = Path(folder) / f"{relay}-relay.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = await asyncio.create_subprocess_exec(
+        str(spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "--rate",
+        "250",
+        "--nonblocking",
+        "-o",
+        str(out),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 30)
+        print(f"profile (collapsed stacks): {out}", flush=True)
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -126,7 +167,8 @@ async def main_async(args: argparse.Namespace) -> int:
             async with setup(most, load.ports, relay_core) as bridged:
                 setup_s = time.monotonic() - t0
                 print(f"{relay}: {most} calls set up in {setup_s:.1f} s", flush=True)
-                rows = await step_up(relay, bridged, load, steps, args.seconds)
+                async with profiled(args.profile, relay, bridged.pid):
+                    rows = await step_up(relay, bridged, load, steps, args.seconds)
                 results[relay] = rows
     capacity = {
         relay: max([r["calls"] for r in rows if r.get("clean")], default=0)
@@ -162,12 +204,16 @@ async def main_async(args: argparse.Namespace) -> int:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
-        "--steps", default="50,100,200,300,400,500,600,700,800,1000",
+        "--steps",
+        default="50,100,200,300,400,500,600,700,800,1000",
         help="concurrent bridged calls per step, comma-separated",
     )
     ap.add_argument("--seconds", type=float, default=10.0, help="traffic per step")
     ap.add_argument("--relays", default="ccserver,rtpengine", help="which relays, in order")
     ap.add_argument("--relay-core", type=int, default=1, help="core for the relay (-1: any)")
+    ap.add_argument(
+        "--profile", metavar="DIR", help="record ccserver with py-spy into DIR (collapsed stacks)"
+    )
     ap.add_argument("--load-core", type=int, default=0, help="core for the generator (-1: any)")
     args = ap.parse_args()
     sys.exit(asyncio.run(main_async(args)))

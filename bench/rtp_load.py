@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
+SCRIPT = str(Path(__file__).resolve())
 PTIME_NS = 20_000_000
 PAYLOAD = 160
 MAGIC = b"CCB1"
@@ -68,7 +69,7 @@ def run_traffic(
 ) -> dict[str, Any]:
     """Send and receive for ``seconds``; then drain for 200 ms and count."""
     active = [socks[i] for i, _ in dst]
-    for (i, port), s in zip(dst, active, strict=True):
+    for (_, port), s in zip(dst, active, strict=True):
         s.connect((LOOPBACK, port))
     n = len(active)
     rounds = max(1, int(seconds * 1e9 // PTIME_NS))
@@ -177,7 +178,7 @@ class RtpLoad:
         self._runs = 0
 
     async def __aenter__(self) -> RtpLoad:
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--legs", str(self.legs)]
+        cmd = [sys.executable, SCRIPT, "--legs", str(self.legs)]
         if self.core is not None and len(os.sched_getaffinity(0)) > 1:
             cmd = ["taskset", "-c", str(self.core), *cmd]
         self.proc = await asyncio.create_subprocess_exec(
