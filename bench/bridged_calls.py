@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -231,6 +232,42 @@ async def ccserver_calls(
             await asyncio.gather(*(uac.hangup(c) for c in placed), return_exceptions=True)
             uac.close()
             agent_transport.close()
+
+
+@contextlib.asynccontextmanager
+async def profiled(folder: str | None, name: str, pid: int) -> AsyncIterator[None]:
+    """py-spy sampling the Python process ``pid`` meanwhile, into ``folder/name.txt``.
+
+    Collapsed stacks ("frame;frame;frame count" lines), the input of any
+    flame graph tool; nothing happens when ``folder`` is None.
+    """
+    if folder is None:
+        yield
+        return
+    spy = Path(sys.executable).with_name("py-spy")
+    out = Path(folder) / f"{name}.txt"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    proc = await asyncio.create_subprocess_exec(
+        str(spy),
+        "record",
+        "--pid",
+        str(pid),
+        "--format",
+        "raw",
+        "--rate",
+        "250",
+        "--nonblocking",
+        "-o",
+        str(out),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)
+        await asyncio.wait_for(proc.wait(), 30)
+        print(f"profile (collapsed stacks): {out}", flush=True)
 
 
 # -- rtpengine's ng control protocol: bencode over UDP -----------------------------

@@ -44,7 +44,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from answer_to_prompt import LOOPBACK, running_server
-from bridged_calls import bench_queue, cpu_seconds, pin
+from bridged_calls import bench_queue, cpu_seconds, pin, profiled
 from offer_to_pop import FIRST_AGENT, SUPERVISOR_TOKEN
 
 from tests.integration.peers.sipp import SippProcess, render_digits
@@ -128,8 +128,9 @@ async def run_step(
     ended_before, answered_before = events.total(), events.answered
     outcomes_before = dict(events.ended)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
-    await caller.start()
-    result = await caller.wait(check=False)
+    async with profiled(args.profile, f"setup-{did}-{rate:g}", pid):
+        await caller.start()
+        result = await caller.wait(check=False)
     elapsed = time.monotonic() - t0
     cpu = (cpu_seconds(pid) - cpu0) / elapsed
     await wait_until(lambda: events.total() - ended_before >= calls, 15)
@@ -281,6 +282,9 @@ def main() -> None:
     ap.add_argument("--greet", type=float, default=2.0, help="IVR: seconds before pressing 0")
     ap.add_argument(
         "--agents", type=int, default=0, help="bench agents (0: enough for the top rate)"
+    )
+    ap.add_argument(
+        "--profile", metavar="DIR", help="record the server with py-spy into DIR, one file a step"
     )
     ap.add_argument("--core", type=int, default=1, help="core for the server (-1: any)")
     args = ap.parse_args()

@@ -25,19 +25,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
-import signal
 import sys
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bridged_calls import Bridged, ccserver_calls, cpu_seconds, rtpengine_calls
+from bridged_calls import Bridged, ccserver_calls, cpu_seconds, profiled, rtpengine_calls
 from rtp_load import RtpLoad
 
 MAX_LOSS_PCT = 0.1
@@ -120,38 +117,6 @@ def print_row(row: dict[str, Any]) -> None:
     )
 
 
-@contextlib.asynccontextmanager
-async def profiled(folder: str | None, relay: str, pid: int) -> AsyncIterator[None]:
-    """py-spy sampling ``pid`` while the steps run (ccserver only: it reads Python stacks)."""
-    if folder is None or relay != "ccserver":
-        yield
-        return
-    spy = Path(sys.executable).with_name("py-spy")
-    out = Path(folder) / f"{relay}-relay.txt"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    proc = await asyncio.create_subprocess_exec(
-        str(spy),
-        "record",
-        "--pid",
-        str(pid),
-        "--format",
-        "raw",
-        "--rate",
-        "250",
-        "--nonblocking",
-        "-o",
-        str(out),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        yield
-    finally:
-        proc.send_signal(signal.SIGINT)
-        await asyncio.wait_for(proc.wait(), 30)
-        print(f"profile (collapsed stacks): {out}", flush=True)
-
-
 async def main_async(args: argparse.Namespace) -> int:
     steps = sorted({int(x) for x in args.steps.split(",") if x.strip()})
     most = steps[-1]
@@ -167,7 +132,9 @@ async def main_async(args: argparse.Namespace) -> int:
             async with setup(most, load.ports, relay_core) as bridged:
                 setup_s = time.monotonic() - t0
                 print(f"{relay}: {most} calls set up in {setup_s:.1f} s", flush=True)
-                async with profiled(args.profile, relay, bridged.pid):
+                async with profiled(
+                    args.profile if relay == "ccserver" else None, f"{relay}-relay", bridged.pid
+                ):
                     rows = await step_up(relay, bridged, load, steps, args.seconds)
                 results[relay] = rows
     capacity = {
