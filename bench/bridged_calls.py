@@ -27,7 +27,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -182,8 +182,12 @@ async def ccserver_calls(
     core: int | None,
     timeout: float = 60.0,
     rate: float = 200.0,
+    on_idle: Callable[[int], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Bridged]:
-    """``calls`` bridged calls through a real ccserver pinned to ``core``."""
+    """``calls`` bridged calls through a real ccserver pinned to ``core``.
+
+    ``on_idle(pid)`` runs once the agents are registered, before the first call.
+    """
     async with running_server(bench_queue(calls), rtp_ports=4 * calls + 200) as server:
         assert server.proc is not None
         pin(server.proc.pid, core)
@@ -205,6 +209,8 @@ async def ccserver_calls(
         try:
             await register_paced(agents, timeout)
             await asyncio.sleep(0.5)  # registration logs the agents in; let the ACD see them
+            if on_idle is not None:
+                await on_idle(bridged.pid)
             for i in range(calls):
                 placed.append(await uac.dial("5001", f"07{i:08d}", caller_media[i]))
                 await asyncio.sleep(1 / rate)

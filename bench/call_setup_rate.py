@@ -107,24 +107,7 @@ async def run_step(
     workdir: Path,
 ) -> dict[str, Any]:
     calls = max(1, int(rate * args.seconds))
-    scenario = SCENARIOS / "bench_caller.xml"
-    greet = 0
-    if did == "5000":
-        scenario = render_digits(scenario, "0", workdir / f"ivr-{rate:g}", gap_ms=300)
-        greet = int(args.greet * 1000)
-    caller = SippProcess(
-        scenario,
-        workdir=workdir,
-        remote=f"{LOOPBACK}:{server_port}",
-        name=f"caller-{did}-{rate:g}",
-        service=did,
-        calls=calls,
-        rate=rate,
-        variables={"greet_ms": greet, "hold_ms": int(args.hold * 1000)},
-        timeout=args.seconds + args.greet + args.hold + 60,
-        trace_msg=False,
-        local_ip=CARRIER,
-    )
+    caller = sipp_caller(workdir, server_port, did, rate, calls, args.hold, args.greet)
     ended_before, answered_before = events.total(), events.answered
     outcomes_before = dict(events.ended)
     cpu0, t0 = cpu_seconds(pid), time.monotonic()
@@ -174,6 +157,51 @@ def print_row(row: dict[str, Any]) -> None:
     )
 
 
+def sipp_caller(
+    workdir: Path, server_port: int, did: str, rate: float, calls: int, hold: float, greet: float
+) -> SippProcess:
+    """SIPp placing ``calls`` calls to ``did`` at ``rate``/s from the carrier's address.
+
+    Through the IVR (DID 5000) each caller waits ``greet`` seconds and presses 0.
+    """
+    scenario = SCENARIOS / "bench_caller.xml"
+    greet_ms = 0
+    if did == "5000":
+        scenario = render_digits(scenario, "0", workdir / f"ivr-{rate:g}", gap_ms=300)
+        greet_ms = int(greet * 1000)
+    return SippProcess(
+        scenario,
+        workdir=workdir,
+        remote=f"{LOOPBACK}:{server_port}",
+        name=f"caller-{did}-{rate:g}",
+        service=did,
+        calls=calls,
+        rate=rate,
+        variables={"greet_ms": greet_ms, "hold_ms": int(hold * 1000)},
+        timeout=calls / rate + greet + hold + 60,
+        trace_msg=False,
+        local_ip=CARRIER,
+    )
+
+
+def agent_phones(workdir: Path, server_port: int, agents: int) -> SippProcess:
+    """One SIPp registering ``agents`` bench agents and answering every call they get."""
+    return SippProcess(
+        SCENARIOS / "bench_agents.xml",
+        workdir=workdir,
+        remote=f"{LOOPBACK}:{server_port}",
+        name="agents",
+        ooc_scenario=SCENARIOS / "bench_agent_call.xml",
+        calls=agents,
+        rate=200,
+        variables={"wait_ms": 3_600_000},
+        timeout=3600,
+        trace_msg=False,
+        default_behaviors="all,-bye",
+        extra_args=["-inf", str(agent_file(workdir / "agents.csv", agents))],
+    )
+
+
 def agent_file(path: Path, count: int) -> Path:
     """SIPp injection file: one agent a line, its extension and its digest credentials."""
     lines = ["SEQUENTIAL"]
@@ -205,20 +233,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"http://{LOOPBACK}:{server.http_port}/api/events?token={SUPERVISOR_TOKEN}"
                 "&types=call.ended,agent.phone"
             )
-            sipp_agents = SippProcess(
-                SCENARIOS / "bench_agents.xml",
-                workdir=workdir,
-                remote=f"{LOOPBACK}:{server.sip_port}",
-                name="agents",
-                ooc_scenario=SCENARIOS / "bench_agent_call.xml",
-                calls=agents,
-                rate=200,
-                variables={"wait_ms": 3_600_000},
-                timeout=3600,
-                trace_msg=False,
-                default_behaviors="all,-bye",
-                extra_args=["-inf", str(agent_file(workdir / "agents.csv", agents))],
-            )
+            sipp_agents = agent_phones(workdir, server.sip_port, agents)
             async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
                 reader = asyncio.create_task(events.read(ws))
                 try:
