@@ -76,7 +76,8 @@ async def step_up(
         # CPU per packet relayed is what the noise of a shared machine changes least.
         relayed = max(1, row["received"]) / row["seconds"]
         row["relay_cpu_us_per_packet"] = round(1e6 * cpu / relayed, 2)
-        row["calls_per_core_by_cpu"] = int(1e6 / (row["relay_cpu_us_per_packet"] * 100))
+        # 100 packets/s per call (50 each way): the calls one whole core would carry.
+        row["calls_per_core_by_cpu"] = int(relayed / cpu / 100) if cpu > 0 else None
         row["clean"] = clean(row)
         row["load_avg"] = os.getloadavg()[0]
         rows.append(row)
