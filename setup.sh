@@ -18,7 +18,8 @@ shift || true
 APT_RUN=(python3 python3-venv python3-dev espeak-ng libespeak-ng1)
 # sip-tester: SIPp callers and agents; baresip-core: a real softphone; tshark:
 # dumpcap observes RTP on loopback; sox: test audio; redis-server and
-# postgresql: the shared-state and SQL backends tested against real servers.
+# postgresql: the shared-state and SQL backends tested against real servers;
+# rtpengine-daemon: a C media relay the relay benchmark compares against.
 APT_TEST=(sip-tester baresip-core tshark sox redis-server postgresql rtpengine-daemon)
 
 apt_install() {
