@@ -65,7 +65,7 @@ def test_relay_capacity_smoke() -> None:
 
 def test_relay_path_smoke() -> None:
     rows = run_bench("relay_path.py", "--seconds", "0.2")
-    assert [r["legs"] for r in rows] == ["PCMU->PCMU", "PCMA->PCMU"]
+    assert [r["legs"] for r in rows] == ["PCMU->PCMU", "PCMA->PCMU", "PCMU->PCMU in-band DTMF"]
     assert all(isinstance(r["ns_per_packet"], float) and r["ns_per_packet"] > 0 for r in rows)
 
 
