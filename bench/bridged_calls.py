@@ -89,6 +89,7 @@ class MediaCaller(Uac):
     def __init__(self, server: tuple[str, int]) -> None:
         super().__init__(server)
         self.platform_port: dict[str, int] = {}
+        self.invites: dict[str, tuple[str, str]] = {}
 
     async def dial(self, did: str, number: str, media_port: int) -> Call:
         call = Call(
@@ -97,11 +98,23 @@ class MediaCaller(Uac):
         call.rtp_port = media_port
         uri = f"sip:{did}@{self.server[0]}:{self.server[1]}"
         self.calls[call.call_id] = call
-        self._send(
-            self._head("INVITE", uri, call, 1, f"<{uri}>") + "Content-Type: application/sdp\r\n",
-            pcmu_sdp(media_port),
-        )
+        head = self._head("INVITE", uri, call, 1, f"<{uri}>") + "Content-Type: application/sdp\r\n"
+        self.invites[call.call_id] = (head, pcmu_sdp(media_port))
+        self._send(*self.invites[call.call_id])
         return call
+
+    def retransmit(self, calls: list[Call]) -> int:
+        """Send again, unchanged, the INVITE of each call with no final response yet.
+
+        The same bytes, hence the same branch: a retransmission of the same
+        transaction (RFC 3261 §17.1.1.2), which the platform absorbs if it
+        did get the first one. Setting up hundreds of calls on a busy
+        machine loses the odd datagram.
+        """
+        pending = [c for c in calls if not c.final.done()]
+        for call in pending:
+            self._send(*self.invites[call.call_id])
+        return len(pending)
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         with contextlib.suppress(Exception):
@@ -180,8 +193,8 @@ async def ccserver_calls(
     calls: int,
     ports: list[int],
     core: int | None,
-    timeout: float = 60.0,
-    rate: float = 200.0,
+    timeout: float = 120.0,
+    rate: float = 100.0,
     on_idle: Callable[[int], Awaitable[None]] | None = None,
 ) -> AsyncIterator[Bridged]:
     """``calls`` bridged calls through a real ccserver pinned to ``core``.
@@ -215,8 +228,15 @@ async def ccserver_calls(
                 placed.append(await uac.dial("5001", f"07{i:08d}", caller_media[i]))
                 await asyncio.sleep(1 / rate)
             try:
-                await asyncio.wait_for(agents.answered_event.wait(), timeout)
-                await asyncio.wait_for(asyncio.gather(*(c.final for c in placed)), timeout)
+                async with asyncio.timeout(timeout):
+                    while True:
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(
+                                asyncio.gather(*(asyncio.shield(c.final) for c in placed)), 2.0
+                            )
+                        if not uac.retransmit(placed):
+                            break
+                    await agents.answered_event.wait()
             except TimeoutError:
                 statuses: dict[str, int] = {}
                 for c in placed:
