@@ -193,6 +193,8 @@ def agent_phones(workdir: Path, server_port: int, agents: int) -> SippProcess:
         name="agents",
         ooc_scenario=SCENARIOS / "bench_agent_call.xml",
         calls=agents,
+        # Each registration stays up (a SIPp "call"): allow all at once, not 3 s' worth.
+        limit=agents,
         rate=200,
         variables={"wait_ms": 3_600_000},
         timeout=3600,
