@@ -22,8 +22,8 @@ shows every call ended "answered" by an agent. Stepping stops at the first
 step that is not clean; each path's figure is its highest clean rate.
 Targets on one core: 300/s (queue) and 100/s (IVR).
 
-    .venv/bin/python bench/call_setup_rate.py [--queue-rates 100,200,300,400]
-        [--ivr-rates 50,100,150] [--seconds 60]
+    .venv/bin/python bench/call_setup_rate.py [--queue-rates 50,100,200,300]
+        [--ivr-rates 25,50,100] [--seconds 60]
 """
 
 from __future__ import annotations
@@ -292,8 +292,8 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--queue-rates", default="100,200,300,400", help="calls/s steps to DID 5001")
-    ap.add_argument("--ivr-rates", default="50,100,150", help="calls/s steps to DID 5000")
+    ap.add_argument("--queue-rates", default="50,100,200,300", help="calls/s steps to DID 5001")
+    ap.add_argument("--ivr-rates", default="25,50,100", help="calls/s steps to DID 5000")
     ap.add_argument("--seconds", type=float, default=60.0, help="how long each rate is held")
     ap.add_argument("--hold", type=float, default=0.5, help="seconds a caller stays after answer")
     ap.add_argument("--greet", type=float, default=2.0, help="IVR: seconds before pressing 0")
