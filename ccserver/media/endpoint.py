@@ -83,8 +83,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     # -- asyncio ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if transport is self.transport:
+            return  # RtpPorts.open already called it; uvloop calls it again later
         self.transport = cast(asyncio.DatagramTransport, transport)
-        self.local = transport.get_extra_info("sockname")[:2]
+        self.local = transport.get_extra_info("sockname")[:2]  # a getsockname(2) each time
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
