@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import tempfile
 import time
@@ -105,9 +106,23 @@ async def soak(args: argparse.Namespace, core: int | None) -> dict[str, Any]:
     agents = int(args.rate * (args.hold + 1.0) * 1.5) + 10
     samples: list[dict[str, float]] = []
     events = Events()
+    queue = bench_queue(agents)
+
+    def configure(cfg: Path) -> None:
+        queue(cfg)
+        if args.stats_window:
+            toml = cfg / "ccserver.toml"
+            text, n = re.subn(
+                r"(?m)^stats_window = \S+",
+                f"stats_window = {args.stats_window:g}",
+                toml.read_text(),
+            )
+            assert n == 1, "the demo config's [acd] stats_window moved: update the bench"
+            toml.write_text(text)
+
     with tempfile.TemporaryDirectory(prefix="ccbench-soak-") as tmp:
         workdir = Path(tmp)
-        async with running_server(bench_queue(agents), rtp_ports=4 * agents + 400) as server:
+        async with running_server(configure, rtp_ports=4 * agents + 400) as server:
             assert server.proc is not None
             pid = server.proc.pid
             pin(pid, core)
@@ -211,6 +226,12 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=10.0, help="soak length (0: skip)")
     ap.add_argument("--rate", type=float, default=20.0, help="soak calls per second")
     ap.add_argument("--hold", type=float, default=2.0, help="seconds a soak call stays up")
+    ap.add_argument(
+        "--stats-window",
+        type=float,
+        default=0,
+        help="[acd] stats_window for the soak, seconds (0: the demo's 900)",
+    )
     ap.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     ap.add_argument("--core", type=int, default=1, help="core for the server (-1: any)")
     ap.add_argument("--load-core", type=int, default=0, help="core for the RTP generator")
