@@ -158,12 +158,23 @@ def print_row(row: dict[str, Any]) -> None:
 
 
 def sipp_caller(
-    workdir: Path, server_port: int, did: str, rate: float, calls: int, hold: float, greet: float
+    workdir: Path,
+    server_port: int,
+    did: str,
+    rate: float,
+    calls: int,
+    hold: float,
+    greet: float,
+    numbers: int = 0,
 ) -> SippProcess:
     """SIPp placing ``calls`` calls to ``did`` at ``rate``/s from the carrier's address.
 
     Through the IVR (DID 5000) each caller waits ``greet`` seconds and presses 0.
+    The callers' numbers are all different, or ``numbers`` of them used in turn.
     """
+    distinct = numbers if numbers > 0 else calls
+    callers = workdir / f"callers-{did}-{rate:g}.csv"
+    callers.write_text("SEQUENTIAL\n" + "".join(f"07{i:08d};\n" for i in range(distinct)))
     scenario = SCENARIOS / "bench_caller.xml"
     greet_ms = 0
     if did == "5000":
@@ -181,6 +192,7 @@ def sipp_caller(
         timeout=calls / rate + greet + hold + 60,
         trace_msg=False,
         local_ip=CARRIER,
+        extra_args=["-inf", str(callers)],
     )
 
 

@@ -136,7 +136,14 @@ async def soak(args: argparse.Namespace, core: int | None) -> dict[str, Any]:
                         if not await wait_until(lambda: len(events.registered) >= agents, 60):
                             raise RuntimeError("agents not registered\n" + phones.diagnostics())
                         caller = sipp_caller(
-                            workdir, server.sip_port, "5001", args.rate, calls, args.hold, 0
+                            workdir,
+                            server.sip_port,
+                            "5001",
+                            args.rate,
+                            calls,
+                            args.hold,
+                            0,
+                            numbers=args.numbers,
                         )
                         start = time.monotonic()
                         await caller.start()
@@ -174,6 +181,7 @@ async def soak(args: argparse.Namespace, core: int | None) -> dict[str, Any]:
         "minutes": args.minutes,
         "rate": args.rate,
         "calls": calls,
+        "distinct_numbers": args.numbers or calls,
         "sipp_successful": stats.successful if stats else None,
         "sipp_failed": stats.failed if stats else None,
         "answered_by_agent": events.answered,
@@ -231,6 +239,9 @@ def main() -> None:
         type=float,
         default=0,
         help="[acd] stats_window for the soak, seconds (0: the demo's 900)",
+    )
+    ap.add_argument(
+        "--numbers", type=int, default=0, help="distinct caller numbers (0: one per call)"
     )
     ap.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     ap.add_argument("--core", type=int, default=1, help="core for the server (-1: any)")
