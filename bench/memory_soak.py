@@ -13,7 +13,9 @@ seconds it samples the server's RSS, open file descriptors (/proc/PID/fd)
 and asyncio tasks (``tasks`` of /api/health). The first fifth is warm-up;
 over the rest it fits a line to each series and reports the slope per
 minute. Steady traffic should show none: RSS within 1 % per 10 minutes, fds
-and tasks flat.
+and tasks flat. ``--stats-window`` shortens the ACD's statistics history and
+``--numbers`` makes the callers reuse that many numbers, to tell history and
+caches kept by design from a leak.
 
     .venv/bin/python bench/memory_soak.py [--calls 500] [--minutes 10] [--rate 20]
 """
