@@ -53,7 +53,7 @@ def sdp_port(body: bytes | str) -> int:
     return int(m.group(1))
 
 
-def pcmu_sdp(port: int, session: int = 1) -> str:
+def pcmu_sdp(port: int, sess_id: int = 1) -> str:
     """PCMU and RFC 4733 events at 127.0.0.1:``port``, as a desk phone or trunk offers.
 
     One audio codec on both legs: no law translation in the relay. With
@@ -62,7 +62,7 @@ def pcmu_sdp(port: int, session: int = 1) -> str:
     detector on every packet: see docs/performance.md).
     """
     return (
-        f"v=0\r\no=- {session} 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
+        f"v=0\r\no=- {sess_id} 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
         f"m=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\n"
         f"a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\na=sendrecv\r\n"
     )
