@@ -21,8 +21,9 @@ APT_RUN=(python3 python3-venv python3-dev espeak-ng libespeak-ng1)
 # postgresql: the shared-state and SQL backends tested against real servers;
 # chromium + chromium-driver: the web console in a real headless browser
 # (Playwright drives /usr/bin/chromium, it downloads no browser of its own);
-# fonts-noto-cjk: the console's Chinese labels.
-APT_TEST=(sip-tester baresip-core tshark sox redis-server postgresql chromium chromium-driver fonts-noto-cjk)
+# fonts-noto-cjk: the console's Chinese labels; rtpengine-daemon: a C media
+# relay the relay benchmark compares against.
+APT_TEST=(sip-tester baresip-core tshark sox redis-server postgresql chromium chromium-driver fonts-noto-cjk rtpengine-daemon)
 
 apt_install() {
   local missing=()

@@ -92,7 +92,10 @@ class Agents(asyncio.DatagramProtocol):
         self.port = transport.get_extra_info("sockname")[1]
 
     def register_all(self) -> None:
-        for n in self.numbers:
+        self.register(self.numbers)
+
+    def register(self, numbers: list[str]) -> None:
+        for n in numbers:
             call_id = f"reg-{n}-{secrets.token_hex(6)}"
             self._reg_call_ids[call_id] = n
             self._register(n, call_id, 1, None)
@@ -144,6 +147,14 @@ class Agents(asyncio.DatagramProtocol):
             if len(self.registered) == len(self.numbers):
                 self.all_registered.set()
 
+    def sdp_answer(self, request: Request) -> str:
+        """The agent's SDP answer to ``request`` (an INVITE)."""
+        # The media socket is never read: only signalling is measured here.
+        return (
+            f"v=0\r\no=- 1 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
+            f"m=audio 9 RTP/AVP 0 8\r\na=sendrecv\r\n"
+        )
+
     def _on_request(self, request: Request, addr: tuple[str, int]) -> None:
         if request.method == "ACK":
             return
@@ -153,11 +164,7 @@ class Agents(asyncio.DatagramProtocol):
         if request.method == "INVITE":
             if ";tag=" not in to:
                 to += f";tag={secrets.token_hex(4)}"
-            # The media socket is never read: only signalling is measured here.
-            body = (
-                f"v=0\r\no=- 1 1 IN IP4 {LOOPBACK}\r\ns=-\r\nc=IN IP4 {LOOPBACK}\r\nt=0 0\r\n"
-                f"m=audio 9 RTP/AVP 0 8\r\na=sendrecv\r\n"
-            )
+            body = self.sdp_answer(request)
             self.answered += 1
         head = ["SIP/2.0 200 OK"]
         head += [f"Via: {v}" for v in request.headers.get_all("Via")]

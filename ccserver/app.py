@@ -363,6 +363,8 @@ class Node:
                 "sip": list(self.sip.address) if self.sip else None,
                 "active_calls": len(calls.calls) if calls else 0,
                 "uptime": round(time.time() - self.started_at, 3),
+                # asyncio tasks alive: a leak shows as growth (bench/memory_soak.py)
+                "tasks": len(asyncio.all_tasks()),
             }
         )
 

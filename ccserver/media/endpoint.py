@@ -83,8 +83,10 @@ class RtpEndpoint(asyncio.DatagramProtocol):
 
     # -- asyncio ------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if transport is self.transport:
+            return  # RtpPorts.open already called it; uvloop calls it again later
         self.transport = cast(asyncio.DatagramTransport, transport)
-        self.local = transport.get_extra_info("sockname")[:2]
+        self.local = transport.get_extra_info("sockname")[:2]  # a getsockname(2) each time
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -136,17 +138,16 @@ class RtpEndpoint(asyncio.DatagramProtocol):
     ) -> None:
         # Relayed media obeys the same direction as played media: a leg that
         # holds (sendonly/inactive) is sent nothing (RFC 3264 §6.1, §8.4).
-        if self.remote is None or self.transport is None or not self.may_send:
+        remote, transport = self.remote, self.transport
+        if remote is None or transport is None or not self.may_send:
             return
         try:
             out = self.sender.forward(
-                data,
-                payload_type=self.payload_type if payload_type is None else payload_type,
-                translate=table,
+                data, self.payload_type if payload_type is None else payload_type, table
             )
         except ValueError:
             return  # a header extension or padding that does not fit: drop the packet
-        self.transport.sendto(out, self.remote)
+        transport.sendto(out, remote)
 
     def send_audio(self, payload: bytes, samples: int, marker: bool = False) -> None:
         if self.remote is None or self.transport is None or not self.may_send:

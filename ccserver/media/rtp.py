@@ -292,7 +292,6 @@ class RtpSender:
     def forward(
         self,
         packet: bytes,
-        *,
         payload_type: int | None = None,
         translate: bytes | None = None,
     ) -> bytes:
@@ -303,12 +302,18 @@ class RtpSender:
         ``translate`` table (A-law <-> µ-law), and the payload type rewritten.
         The source's marker bit is kept; a re-anchor sets it, since the
         timestamp spacing changes there (RFC 3551 §4.1).
+
+        This runs once per relayed packet (50 per second per leg), so it is
+        written for the interpreter: literal masks (0xFFFF sequence,
+        0xFFFFFFFF timestamp, 0x80000000 half the timestamp space) instead of
+        module constants, one unpack, one pack, one concatenation.
         """
-        if len(packet) < 12:
+        try:
+            b0, b1, src_seq, src_ts, src_ssrc = _unpack_header(packet)
+        except struct.error:
             raise ValueError(
                 f"RTP packet too short: {len(packet)} bytes, the fixed header needs 12"
-            )
-        b0, b1, src_seq, src_ts, src_ssrc = _unpack_header(packet)
+            ) from None
         if b0 & 0xC0 != 0x80:
             raise ValueError(f"RTP version must be 2, got {b0 >> 6}")
         marker = b1 & 0x80
@@ -316,17 +321,17 @@ class RtpSender:
             # A new source or our own packets in between: continue from our
             # timestamp so the receiver sees one monotonic clock (§5.1).
             self._src_ssrc = src_ssrc
-            self._ts_offset = (self.timestamp - src_ts) & _TS_MASK
+            self._ts_offset = (self.timestamp - src_ts) & 0xFFFFFFFF
             self._anchored = True
             marker = 0x80
-        elif src_seq == (self._last_src_seq + 1) & _SEQ_MASK:
+        elif src_seq == (self._last_src_seq + 1) & 0xFFFF:
             # Consecutive packets: their timestamp step is one packet's duration.
-            delta = (src_ts - self._last_src_ts) & _TS_MASK
-            if 0 < delta < _HALF_TS:
+            delta = (src_ts - self._last_src_ts) & 0xFFFFFFFF
+            if 0 < delta < 0x80000000:
                 self._step = delta
         self._last_src_seq = src_seq
         self._last_src_ts = src_ts
-        ts = (src_ts + self._ts_offset) & _TS_MASK
+        ts = (src_ts + self._ts_offset) & 0xFFFFFFFF
         if b0 & 0x3F:
             start, end = _payload_bounds(packet, b0)
             payload = packet[start:end]
@@ -334,17 +339,17 @@ class RtpSender:
             payload = packet[12:]
         if translate is not None:
             payload = payload.translate(translate)
-        pt = b1 & 0x7F if payload_type is None else payload_type & 0x7F
-        header = _pack_header(0x80, marker | pt, self.sequence, ts, self.ssrc)
-        self.sequence = (self.sequence + 1) & _SEQ_MASK
+        seq = self.sequence
+        self.sequence = (seq + 1) & 0xFFFF
         # Our next own packet follows this one by one packet duration: the
         # source's last timestamp step, or one sample per byte (G.711) before
         # a step is known. Only move forward, so a late packet cannot pull
         # the stream clock back.
-        following = (ts + (self._step or len(payload))) & _TS_MASK
-        if (following - self.timestamp) & _TS_MASK < _HALF_TS:
+        following = (ts + (self._step or len(payload))) & 0xFFFFFFFF
+        if (following - self.timestamp) & 0xFFFFFFFF < 0x80000000:
             self.timestamp = following
-        return header + payload
+        pt = b1 & 0x7F if payload_type is None else payload_type & 0x7F
+        return _pack_header(0x80, marker | pt, seq, ts, self.ssrc) + payload
 
 
 # --------------------------------------------------------------------------- RTCP

@@ -42,3 +42,63 @@ def test_offer_to_pop_smoke() -> None:
     assert row["popped"] == row["offered"] == 5
     timing = row["offer_to_pop_at_ms"]
     assert isinstance(timing, dict) and timing["p99"] is not None
+
+
+def test_relay_capacity_smoke() -> None:
+    rows = run_bench(
+        "relay_capacity.py", "--steps", "2,4", "--seconds", "0.5", "--relay-core", "-1",
+        "--load-core", "-1",
+    )  # fmt: skip
+    *steps, summary = rows
+    assert summary["summary"] is True
+    for relay in ("ccserver", "rtpengine"):
+        mine = [r for r in steps if r["relay"] == relay and r["calls"] != "direct"]
+        assert [r["calls"] for r in mine] == [2, 4][: len(mine)] and mine, steps
+        # Every packet sent through the relay came back out of it, timestamped.
+        first = mine[0]
+        assert first["sent"] == 2 * 2 * 25 and first["received"] > 0
+        latency = first["latency_us"]
+        assert isinstance(latency, dict) and latency["p50"] is not None
+    capacity = summary["clean_capacity_calls"]
+    assert isinstance(capacity, dict) and set(capacity) == {"ccserver", "rtpengine"}
+
+
+def test_relay_path_smoke() -> None:
+    rows = run_bench("relay_path.py", "--seconds", "0.2")
+    assert [r["legs"] for r in rows] == ["PCMU->PCMU", "PCMA->PCMU", "PCMU->PCMU in-band DTMF"]
+    assert all(isinstance(r["ns_per_packet"], float) and r["ns_per_packet"] > 0 for r in rows)
+
+
+def test_call_setup_rate_smoke() -> None:
+    rows = run_bench(
+        "call_setup_rate.py", "--queue-rates", "5", "--ivr-rates", "3", "--seconds", "1",
+        "--hold", "0.2", "--greet", "1.5", "--core", "-1",
+    )  # fmt: skip
+    *steps, summary = rows
+    assert [(r["did"], r["calls"]) for r in steps] == [("5001", 5), ("5000", 3)]
+    for row in steps:
+        # SIPp saw every call succeed and an agent answered each one.
+        assert row["sipp_failed"] == 0 and row["answered_by_agent"] == row["calls"], row
+    assert summary["highest_clean_rate"] == {"5001": 5.0, "5000": 3.0}
+
+
+def test_memory_per_call_smoke() -> None:
+    (row,) = run_bench(
+        "memory_soak.py", "--calls", "2", "--traffic", "0.3", "--minutes", "0",
+        "--core", "-1", "--load-core", "-1",
+    )  # fmt: skip
+    assert row["part"] == "per_call" and row["calls"] == 2
+    assert row["rss_with_calls_kb"] > 0 and row["traffic_loss_pct"] == 0.0
+    # Two bridged calls hold at least their four RTP sockets.
+    assert row["fds_with_calls"] >= row["fds_idle"] + 4
+
+
+def test_memory_soak_smoke() -> None:
+    rows = run_bench(
+        "memory_soak.py", "--calls", "0", "--minutes", "0.05", "--rate", "4", "--hold", "0.2",
+        "--every", "1", "--core", "-1",
+    )  # fmt: skip
+    samples = [r for r in rows if "sample" in r]
+    (soak,) = (r for r in rows if "part" in r)
+    assert soak["calls"] == 12 and soak["sipp_failed"] == 0 and soak["answered_by_agent"] == 12
+    assert samples and all(s["sample"]["tasks"] > 0 for s in samples)
