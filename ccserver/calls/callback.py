@@ -26,7 +26,6 @@ from ccserver.calls.model import Call
 from ccserver.calls.model import utcnow as _utcnow
 from ccserver.calls.routing import QueueRouting
 from ccserver.media.sdp import SessionDescription, negotiate_answer
-from ccserver.sip.dialog import Dialog
 from ccserver.sip.message import Response, new_tag
 from ccserver.sip.uri import NameAddr
 
@@ -200,12 +199,7 @@ class QueueCallback(QueueRouting):
         if status >= 200:
             call.ringing.pop(f"callback:{number}", None)
         if status < 200:
-            leg.provisional = True
-            if leg.cancel_pending:
-                self._send_cancel(leg)
-            elif status in (180, 183) and not leg.ringing:
-                leg.ringing = True
-                self._note(call, "customer_ringing", {"number": number})
+            self._provisional(call, leg, status, "customer_ringing", {"number": number})
             return
         if status >= 300:
             leg.state = "terminated"
@@ -213,9 +207,7 @@ class QueueCallback(QueueRouting):
             if not leg.released and call.state == "dialing":
                 self._callback_failed(call, f"the number answered {status}", status)
             return
-        leg.dialog = Dialog.from_uac(leg.invite, resp)
-        leg.state = "confirmed"
-        self._send_ack(leg, resp)
+        self._confirm_uac(leg, resp)
         agent_leg = call.agent_leg
         try:
             if leg.released or call.state != "dialing" or agent_leg is None:

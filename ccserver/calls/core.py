@@ -21,7 +21,7 @@ from ccserver.events import EventBus
 from ccserver.media.endpoint import RtpPorts
 from ccserver.media.player import EncodedAudio, MediaClock
 from ccserver.registration import Registrations
-from ccserver.sip.dialog import InviteRetransmitter, make_cancel
+from ccserver.sip.dialog import Dialog, InviteRetransmitter, make_cancel
 from ccserver.sip.message import Request, Response, make_response, new_branch
 from ccserver.sip.uri import SipUri, Via
 from ivr import flow as ivr
@@ -161,6 +161,24 @@ class CallCore:
     def _send_cancel(self, leg: Leg) -> None:
         leg.cancel_pending = False
         self.sip.send_request(make_cancel(leg.invite), leg.signal_addr, lambda r: None)
+
+    def _provisional(
+        self, call: Call, leg: Leg, status: int, step: str | None = None, data: Any = None
+    ) -> None:
+        """A 1xx on a leg we ring: a CANCEL held back for it goes now (RFC 3261 §9.1),
+        and the first 180/183 is noted on the timeline as `step`."""
+        leg.provisional = True
+        if leg.cancel_pending:
+            self._send_cancel(leg)
+        elif step is not None and status in (180, 183) and not leg.ringing:
+            leg.ringing = True
+            self._note(call, step, data)
+
+    def _confirm_uac(self, leg: Leg, resp: Response) -> None:
+        """A 2xx on a leg we rang: its dialog is set up and ACKed (RFC 3261 §13.2.2.4)."""
+        leg.dialog = Dialog.from_uac(leg.invite, resp)
+        leg.state = "confirmed"
+        self._send_ack(leg, resp)
 
     def _release_leg(self, leg: Leg) -> None:
         leg.stop_retransmit()

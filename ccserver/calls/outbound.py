@@ -36,7 +36,6 @@ from ccserver.calls.model import utcnow as _utcnow
 from ccserver.calls.routing import QueueRouting
 from ccserver.media.player import EncodedAudio
 from ccserver.media.sdp import SessionDescription, negotiate_answer
-from ccserver.sip.dialog import Dialog
 from ccserver.sip.message import Response
 from ccserver.sip.uri import NameAddr
 from ivr.audio import SAMPLE_RATE, tone
@@ -229,17 +228,10 @@ class OutboundCalls(QueueRouting):
         leg = o.agent_leg
         status = resp.status
         if status < 200:
-            leg.provisional = True
-            if leg.cancel_pending:
-                self._send_cancel(leg)
-            elif status in (180, 183) and not leg.ringing:
-                leg.ringing = True
-                self._note(call, "agent_alerting", {"agent": o.agent})
+            self._provisional(call, leg, status, "agent_alerting", {"agent": o.agent})
             return
         if status < 300:
-            leg.dialog = Dialog.from_uac(leg.invite, resp)
-            leg.state = "confirmed"
-            self._send_ack(leg, resp)
+            self._confirm_uac(leg, resp)
             if leg.released or call.state != "dialing-agent":
                 self._send_bye(leg)  # answered after we gave up (RFC 3261 §15)
                 self._release_leg(leg)
@@ -292,18 +284,13 @@ class OutboundCalls(QueueRouting):
         leg = call.caller
         status = resp.status
         if status < 200:
-            leg.provisional = True
-            if leg.cancel_pending:
-                self._send_cancel(leg)
-            elif status in (180, 183) and not leg.ringing:
-                leg.ringing = True
-                self._note(call, "customer_alerting", {"number": o.number, "agent": o.agent})
+            self._provisional(
+                call, leg, status, "customer_alerting", {"number": o.number, "agent": o.agent}
+            )
             return
         call.ringing.pop(f"number:{o.number}", None)
         if status < 300:
-            leg.dialog = Dialog.from_uac(leg.invite, resp)
-            leg.state = "confirmed"
-            self._send_ack(leg, resp)
+            self._confirm_uac(leg, resp)
             if leg.released or call.state != "dialing":
                 self._send_bye(leg)
                 self._release_leg(leg)

@@ -20,7 +20,6 @@ from ccserver.calls.leg import Address, Leg
 from ccserver.calls.model import ALLOW, SERVER, Call
 from ccserver.calls.model import utcnow as _utcnow
 from ccserver.media.sdp import SessionDescription, negotiate_answer, offer
-from ccserver.sip.dialog import Dialog
 from ccserver.sip.headers import Headers
 from ccserver.sip.message import Request, Response, new_call_id, new_tag
 from ccserver.sip.uri import NameAddr, SipUri
@@ -325,14 +324,10 @@ class QueueRouting(CallCore):
         if status >= 200:
             call.ringing.pop(f"transfer:{ext}", None)
         if status < 200:
-            leg.provisional = True
-            if leg.cancel_pending:
-                self._send_cancel(leg)
+            self._provisional(call, leg, status)
             return
         if status < 300:
-            leg.dialog = Dialog.from_uac(leg.invite, resp)
-            leg.state = "confirmed"
-            self._send_ack(leg, resp)
+            self._confirm_uac(leg, resp)
             try:
                 if leg.released or call.state != "transferring":
                     raise ValueError("the transfer was given up")
@@ -403,18 +398,10 @@ class QueueRouting(CallCore):
     def _agent_response(self, call: Call, leg: Leg, resp: Response) -> None:
         status = resp.status
         if status < 200:
-            leg.provisional = True
-            if leg.cancel_pending:
-                self._send_cancel(leg)
-                return
-            if status in (180, 183) and not leg.ringing:
-                leg.ringing = True
-                self._note(call, "ringing", {"agent": leg.agent})
+            self._provisional(call, leg, status, "ringing", {"agent": leg.agent})
             return
         if status < 300:
-            leg.dialog = Dialog.from_uac(leg.invite, resp)
-            leg.state = "confirmed"
-            self._send_ack(leg, resp)
+            self._confirm_uac(leg, resp)
             if leg.released or leg.cancelled or call.state in ("ended", "bridged"):
                 # Answered after we gave up, or another phone won: ACK then BYE
                 # (RFC 3261 §15).

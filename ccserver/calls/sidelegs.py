@@ -24,7 +24,6 @@ from ccserver.calls.model import Call
 from ccserver.calls.routing import TRANSFER_RING_TIMEOUT, QueueRouting
 from ccserver.media.mixbridge import MixBridge, MixClock
 from ccserver.media.sdp import SessionDescription, negotiate_answer
-from ccserver.sip.dialog import Dialog
 from ccserver.sip.message import Response
 
 __all__ = ["FeatureRefused", "SideLeg", "SideLegs", "SideState", "has_side_legs", "side_of"]
@@ -175,9 +174,7 @@ class SideLegs(QueueRouting):
         assert leg is not None
         status = resp.status
         if status < 200:
-            leg.provisional = True
-            if leg.cancel_pending:
-                self._send_cancel(leg)
+            self._provisional(call, leg, status)
             return
         if status >= 300:
             leg.state = "terminated"
@@ -185,9 +182,7 @@ class SideLegs(QueueRouting):
             if not leg.released:
                 self._side_failed(call, side, f"{side.target} answered {status}")
             return
-        leg.dialog = Dialog.from_uac(leg.invite, resp)
-        leg.state = "confirmed"
-        self._send_ack(leg, resp)
+        self._confirm_uac(leg, resp)
         wanted = (
             not leg.released
             and call.state == "bridged"
