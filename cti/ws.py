@@ -67,7 +67,9 @@ class EventFilter:
 
     def __init__(self, principal: Principal) -> None:
         self.principal = principal
-        self._contacts: set[str] = set()  # contacts offered to this agent, while live
+        # Contacts this agent was named in (offered, rung for a click-to-call, ...), while
+        # live: it sees their other steps too, such as a transfer that releases it.
+        self._contacts: set[str] = set()
 
     def allows(self, event: Event) -> bool:
         if self.principal.supervises:
@@ -79,10 +81,11 @@ class EventFilter:
             return False
         cid = event.contact_id
         if event.agent == me:
-            if cid is not None and event.type in ("call.offered", "screen.pop"):
-                self._contacts.add(cid)
-            if cid is not None and event.type == "call.ended":
-                self._contacts.discard(cid)
+            if cid is not None:
+                if event.type == "call.ended":
+                    self._contacts.discard(cid)
+                else:
+                    self._contacts.add(cid)
             return True
         if cid is not None and cid in self._contacts:
             if event.type == "call.ended":

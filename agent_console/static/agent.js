@@ -55,8 +55,8 @@ function renderCall() {
   const conference = connected ? call.conference : null;
   $("btn-consult").hidden = !features.consult;
   $("btn-conference").hidden = !features.conference;
-  $("side-controls").hidden = !connected || !!consult || !!conference
-    || !(features.consult || features.conference);
+  // A blind transfer to an agent or a number needs no optional feature.
+  $("side-controls").hidden = !connected || !!consult || !!conference;
   $("consult-bar").hidden = !consult;
   if (consult) {
     $("consult-status").textContent = t(consult.connected ? "call.consult_talking" : "call.consulting", { t: consult.target });
@@ -459,6 +459,13 @@ const actions = {
   hangup: () => S.call && act(() => api("POST", `/api/calls/${S.call.contact_id}/hangup`)),
   transfer: () => S.call && S.call.phase === "connected" && act(() =>
     api("POST", `/api/calls/${S.call.contact_id}/transfer`, { queue: $("transfer-queue").value })),
+  blindTransfer: () => S.call && S.call.phase === "connected" && $("side-target").value.trim() &&
+    act(() => {
+      const target = sideTarget();
+      // The transfer route names an agent by its extension.
+      const body = target.extension ? { agent: target.extension } : target;
+      return api("POST", `/api/calls/${S.call.contact_id}/transfer`, body);
+    }),
   consult: () => S.call && $("side-target").value.trim() && act(async () => {
     const view = await api("POST", `/api/calls/${S.call.contact_id}/consult`, sideTarget());
     if (S.call) { S.call.consult = view.consult; S.call.held = view.on_hold || !!view.consult; renderCall(); }
@@ -515,6 +522,7 @@ function bind() {
   $("btn-resume").onclick = actions.holdToggle;
   $("btn-hangup").onclick = actions.hangup;
   $("btn-transfer").onclick = actions.transfer;
+  $("btn-blind").onclick = actions.blindTransfer;
   $("btn-consult").onclick = actions.consult;
   $("btn-conference").onclick = actions.conference;
   $("btn-consult-complete").onclick = actions.consultComplete;

@@ -453,7 +453,8 @@ async def test_agent_console_pop_wrapup_and_wallboard(
 async def test_click_to_call_from_the_console_when_the_server_has_it(
     server: ServerProcess, peers: Peers, browser: Browser
 ) -> None:
-    """The dialer shows only when the API lists ``POST /api/calls``; then it dials."""
+    """The dialer shows only when the API lists ``POST /api/calls``; then it dials, and
+    the call is handed on to a colleague with a blind transfer."""
     base = f"http://127.0.0.1:{server.http_port}"
     target = f"127.0.0.1:{server.sip_port}"
     async with aiohttp.ClientSession() as http, http.get(f"{base}/api/openapi.json") as r:
@@ -479,14 +480,29 @@ async def test_click_to_call_from_the_console_when_the_server_has_it(
     status = page.locator("#call-status")
     await expect(status).to_have_attribute("data-phase", "connected", timeout=10_000)
     await expect(page.locator("#call-dialed")).to_have_text("1002")
-    await page.click("#btn-hangup")
-    await expect(page.locator("#wrapup")).to_be_visible()
+    # The agent hands the person it called to a colleague, blind: its own phone is
+    # released and it wraps up while the colleague's phone rings and answers.
+    colleague = await peers.agent(
+        target,
+        extension="1003",
+        password="agent1003pw",
+        behaviour="answer_hangup",
+        ring_ms=300,
+        talk_ms=1000,
+        wait_ms=30000,
+    )
+    await page.fill("#side-target", "1003")
+    await page.click("#btn-blind")
+    await expect(page.locator("#wrapup")).to_be_visible(timeout=10_000)
     await expect(page.locator("#wrap-disposition option[value=resolved]")).to_have_count(1)
     await phone.wait(timeout=20)
+    await colleague.wait(timeout=20)
     await callee.wait(timeout=20)
     (contact,) = await server.wait_contact_closed(1)
     assert (contact.initiation, contact.dialed_number) == ("click-to-call", "1002"), contact
-    assert "connected" in [e.type for e in contact.events]
+    steps = [e.type for e in contact.events]
+    assert "connected" in steps and "transferred" in steps, steps
+    assert contact.agent == "1003", contact.agent
     await context.close()
 
 
