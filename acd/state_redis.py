@@ -14,6 +14,8 @@ key                         type       holds
 ``reservations``            hash       call id -> Reservation JSON + token (the index)
 ``deadlines``               zset       call id scored by its deadline in ms
 ``loc:<aor>``               hash       "<node>\\n<contact>" -> BindingRecord JSON
+``aors:<node>``             set        the AORs `node` holds bindings for
+``nodes``                   zset       node name scored by its heartbeat deadline in ms
 ``changes``                 channel    every change, published by the script that made it
 ==========================  =========  ===============================================
 
@@ -52,6 +54,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from acd.router import LOGGED_OUT, NOT_READY
 from acd.state import (
     AVAILABLE,
     ON_CALL,
@@ -62,6 +65,7 @@ from acd.state import (
     Change,
     ChangeFeed,
     Fanout,
+    Heartbeat,
     QueuedCall,
     Reservation,
     Snapshot,
@@ -86,6 +90,7 @@ _SCRIPTS = (
     "read",
     "sweep",
     "set_bindings",
+    "heartbeat",
 )
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -321,6 +326,13 @@ class RedisLiveState:
         raw: list[bytes | str] = await self._call(lambda: redis.hvals(key))
         found = (BindingRecord.from_dict(json.loads(v)) for v in raw)
         return order_bindings(found, time.time())
+
+    # -- nodes ---------------------------------------------------------------------
+    async def heartbeat(self, node: str, ttl: float, *, restart: bool = False) -> Heartbeat:
+        known, lost = await self._run(
+            "heartbeat", node, ttl_ms(ttl), "1" if restart else "0", LOGGED_OUT, NOT_READY
+        )
+        return Heartbeat(bool(known), tuple(str(n) for n in lost))
 
     # -- the feed ------------------------------------------------------------------
     def changes(self, maxsize: int = 10_000) -> ChangeFeed:
