@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from acd.decisions import Departure
-from acd.node import AcdNode
+from acd.node import HEARTBEAT_INTERVAL, HEARTBEAT_TTL, AcdNode
 from acd.router import AcdError, Offer, Router
 from acd.state import LiveState, StateUnavailable
 from acd.stats import QueueStats
@@ -143,6 +143,8 @@ class ClusterAcd(LocalAcd):
         *,
         clock: Callable[[], float] = time.time,
         loop_time: Callable[[], float] | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_ttl: float = HEARTBEAT_TTL,
     ) -> None:
         super().__init__(router)
         self.state = state
@@ -152,7 +154,8 @@ class ClusterAcd(LocalAcd):
         self.location: SharedLocation | None = None  # where the agents' phones are
         self.node = AcdNode(
             node, router, state, self._offered, clock=clock, keep_changes=True,
-            after_change=self._flush_soon,
+            after_change=self._flush_soon, heartbeat_interval=heartbeat_interval,
+            heartbeat_ttl=heartbeat_ttl,
         )  # fmt: skip
         self._jobs: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
