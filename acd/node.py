@@ -61,6 +61,7 @@ from acd.state import (
     Snapshot,
     StateUnavailable,
 )
+from acd.stats import QueueTally
 
 __all__ = ["ELSEWHERE", "AcdNode"]
 
@@ -120,6 +121,8 @@ class AcdNode:
         self.heartbeat_interval = heartbeat_interval
         self.heartbeat_ttl = heartbeat_ttl
         self._beater: asyncio.Task[None] | None = None
+        #: The other nodes' statistics tallies by queue, as of the last heartbeat.
+        self.tallies: dict[str, dict[str, QueueTally]] = {}
         self._lock = asyncio.Lock()
         self._in_hand = False  # the follower holds a change it has not applied yet
         self._applied = asyncio.Event()
@@ -177,8 +180,25 @@ class AcdNode:
                     log.warning("this node's heartbeat had lapsed: writing its state again")
                     async with self._lock:
                         await self._rejoin()
+                await self._share_tallies()
             except StateUnavailable as exc:
                 log.warning("heartbeat not written: %s", exc)
+
+    async def _share_tallies(self) -> None:
+        """Publish this node's queue statistics and keep the other nodes' (`tallies`)."""
+        now = self.clock()
+        mine = {q: self.router.stats.tally(q, now) for q in self.router.queues}
+        shared = await self.state.share_tallies(self.node, self.heartbeat_ttl, mine)
+        shared.pop(self.node, None)
+        self.tallies = shared
+
+    def queue_tally(self, queue: str) -> QueueTally:
+        """The queue's statistics window over every node: this one's now, the others'
+        as last shared (at most one heartbeat interval old)."""
+        total = self.router.stats.tally(queue, self.clock())
+        for theirs in self.tallies.values():
+            total += theirs.get(queue, QueueTally())
+        return total
 
     async def _rejoin(self) -> None:
         """Another node may have cleared this one as lost: write back what it holds."""

@@ -23,6 +23,7 @@ nodes, so a monotonic clock would mean nothing on another machine.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from acd.router import AVAILABLE, ON_CALL
+from acd.stats import QueueTally
 
 if TYPE_CHECKING:
     from ccserver.config.schema import StateConfig
@@ -65,6 +67,8 @@ __all__ = [
     "live_state_from_config",
     "order_bindings",
     "queue_score",
+    "tallies_from_json",
+    "tallies_to_json",
     "ttl_ms",
 ]
 
@@ -436,6 +440,15 @@ class LiveState(Protocol):
         logins and registrations stay (its phones are still reachable).
         """
 
+    async def share_tallies(
+        self, node: str, ttl: float, tallies: Mapping[str, QueueTally]
+    ) -> dict[str, dict[str, QueueTally]]:
+        """Publish `node`'s statistics tallies by queue for `ttl` seconds; read every node's.
+
+        Returns the tallies of every node with a heartbeat (this one
+        included), by node then queue.
+        """
+
     def changes(self, maxsize: int = 10_000) -> ChangeFeed:
         """A feed of every change committed from now on, by any client.
 
@@ -543,6 +556,15 @@ class Fanout:
 
 
 # -- helpers shared by the backends ------------------------------------------------
+
+
+def tallies_to_json(tallies: Mapping[str, QueueTally]) -> str:
+    return json.dumps({q: t.as_dict() for q, t in tallies.items()}, separators=(",", ":"))
+
+
+def tallies_from_json(raw: str) -> dict[str, QueueTally]:
+    data = json.loads(raw)
+    return {str(q): QueueTally.from_dict(t) for q, t in data.items() if isinstance(t, dict)}
 
 
 def order_bindings(bindings: Iterable[BindingRecord], now: float) -> list[BindingRecord]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 from acd.router import LOGGED_OUT, NOT_READY
@@ -45,6 +45,7 @@ from acd.state import (
     order_bindings,
     ttl_ms,
 )
+from acd.stats import QueueTally
 
 __all__ = ["MemoryLiveState", "MemoryStore"]
 
@@ -62,6 +63,7 @@ class MemoryStore:
         self._by_agent: dict[str, str] = {}  # agent -> call id, mirror of _by_call
         self._bindings: dict[str, dict[tuple[str, str], BindingRecord]] = {}
         self._nodes: dict[str, float] = {}  # node -> heartbeat deadline
+        self._tallies: dict[str, tuple[float, dict[str, QueueTally]]] = {}  # node -> (until, ...)
         self._fanouts: list[Fanout] = []
         self._timer: asyncio.TimerHandle | None = None
         self._earliest: float | None = None  # first deadline among _by_call
@@ -292,6 +294,17 @@ class MemoryStore:
         self._nodes[node] = now + span
         return Heartbeat(known, tuple(lost))
 
+    def share_tallies(
+        self, node: str, ttl: float, tallies: Mapping[str, QueueTally]
+    ) -> dict[str, dict[str, QueueTally]]:
+        now = self.clock()
+        self._tallies[node] = (now + ttl_ms(ttl) / 1000, dict(tallies))
+        return {
+            n: dict(held)
+            for n, (until, held) in sorted(self._tallies.items())
+            if until > now and n in self._nodes
+        }
+
     def _bury(self, dead: str, now: float, *, whole: bool) -> None:
         """What `heartbeat.lua` does through `bury` in `common.lua`, step for step."""
         for call in sorted(self._calls.values(), key=QueuedCall.order_key):
@@ -374,6 +387,11 @@ class MemoryLiveState:
 
     async def heartbeat(self, node: str, ttl: float, *, restart: bool = False) -> Heartbeat:
         return (await self._turn()).heartbeat(node, ttl, restart)
+
+    async def share_tallies(
+        self, node: str, ttl: float, tallies: Mapping[str, QueueTally]
+    ) -> dict[str, dict[str, QueueTally]]:
+        return (await self._turn()).share_tallies(node, ttl, tallies)
 
     def changes(self, maxsize: int = 10_000) -> ChangeFeed:
         return self._fanout.open(maxsize)

@@ -16,6 +16,7 @@ key                         type       holds
 ``loc:<aor>``               hash       "<node>\\n<contact>" -> BindingRecord JSON
 ``aors:<node>``             set        the AORs `node` holds bindings for
 ``nodes``                   zset       node name scored by its heartbeat deadline in ms
+``tallies:<node>``          string     the node's statistics tallies by queue (JSON), PX ttl
 ``changes``                 channel    every change, published by the script that made it
 ==========================  =========  ===============================================
 
@@ -41,7 +42,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any, TypeVar
@@ -71,8 +72,11 @@ from acd.state import (
     Snapshot,
     StateUnavailable,
     order_bindings,
+    tallies_from_json,
+    tallies_to_json,
     ttl_ms,
 )
+from acd.stats import QueueTally
 
 __all__ = ["RedisLiveState"]
 
@@ -91,6 +95,7 @@ _SCRIPTS = (
     "sweep",
     "set_bindings",
     "heartbeat",
+    "share_tallies",
 )
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -333,6 +338,14 @@ class RedisLiveState:
             "heartbeat", node, ttl_ms(ttl), "1" if restart else "0", LOGGED_OUT, NOT_READY
         )
         return Heartbeat(bool(known), tuple(str(n) for n in lost))
+
+    async def share_tallies(
+        self, node: str, ttl: float, tallies: Mapping[str, QueueTally]
+    ) -> dict[str, dict[str, QueueTally]]:
+        flat = await self._run("share_tallies", node, ttl_ms(ttl), tallies_to_json(tallies))
+        return {
+            str(n): tallies_from_json(raw) for n, raw in zip(flat[::2], flat[1::2], strict=True)
+        }
 
     # -- the feed ------------------------------------------------------------------
     def changes(self, maxsize: int = 10_000) -> ChangeFeed:

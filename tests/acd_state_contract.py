@@ -45,6 +45,7 @@ from acd.state import (
     Snapshot,
     queue_score,
 )
+from acd.stats import QueueTally
 
 NOT_READY = "not-ready"
 LOGGED_OUT = "logged-out"
@@ -608,6 +609,20 @@ class LiveStateContract:
         assert await s.confirm("c1", "a1")
         record = (await s.agents())["a1"]
         assert (record.node, record.call_node) == ("n1", "n2")
+
+    async def test_tallies_are_shared_while_their_node_beats(self, cluster: Cluster) -> None:
+        node_a, node_b = await cluster.client(), await cluster.client()
+        mine = {"q": QueueTally(answered=2, answered_in_time=1, wait_total=12.5)}
+        theirs = {"q": QueueTally(abandoned=1), "r": QueueTally(handled=1, handle_total=80.0)}
+        await node_a.heartbeat("n1", LONG)
+        await node_b.heartbeat("n2", 0.2)
+        assert await node_a.share_tallies("n1", LONG, mine) == {"n1": mine}
+        assert await node_b.share_tallies("n2", 0.2, theirs) == {"n1": mine, "n2": theirs}
+        for _ in range(int(WAIT / 0.02)):  # n2 stops beating: its tallies go with it
+            if "n2" not in await node_a.share_tallies("n1", LONG, mine):
+                break
+            await asyncio.sleep(0.02)  # time passing for the ttl, not a wait for a task
+        assert await node_a.share_tallies("n1", LONG, mine) == {"n1": mine}
 
     # -- concurrency -----------------------------------------------------------------
     async def test_racing_clients_never_double_book(self, cluster: Cluster) -> None:

@@ -31,7 +31,7 @@ from acd.decisions import Departure
 from acd.node import HEARTBEAT_INTERVAL, HEARTBEAT_TTL, AcdNode
 from acd.router import AcdError, Offer, Router
 from acd.state import LiveState, StateUnavailable
-from acd.stats import QueueStats
+from acd.stats import QueueStats, merge_tallies
 from ccserver.location_sharing import SharedLocation
 from ccserver.registration import aor_of
 
@@ -281,8 +281,11 @@ class ClusterAcd(LocalAcd):
 
     # -- views -------------------------------------------------------------------------
     def queue_stats(self, queue: str, now: float) -> QueueStats:
-        """Waiting calls and members by state from the shared state; the rest per node."""
-        own = self.router.queue_stats(queue, now)
+        """Every figure cluster-wide: the line and the members' states from the shared
+        state, the window's counts summed over every node's shared tallies."""
+        own = merge_tallies(
+            self.router.queue_stats(queue, self.clock()), self.node.queue_tally(queue)
+        )
         calls = self.node.shared_calls(queue)
         agents: dict[str, int] = {}
         for ext in self.router.members(queue):

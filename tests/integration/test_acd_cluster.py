@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,8 +65,14 @@ T = TypeVar("T")
 SUPERVISOR = {"Authorization": "Bearer demo-supervisor-token-change-me"}
 
 
-def cluster_node(node: str, redis_url: str, prefix: str) -> ConfigEdit:
-    """A config edit: this node is `node` and shares the live state in Redis."""
+def cluster_node(
+    node: str, redis_url: str, prefix: str, heartbeat: tuple[float, float] | None = None
+) -> ConfigEdit:
+    """A config edit: this node is `node` and shares the live state in Redis
+    (`heartbeat`: its interval and ttl, in seconds)."""
+    beat = ""
+    if heartbeat is not None:
+        beat = f"\nheartbeat_interval = {heartbeat[0]}\nheartbeat_ttl = {heartbeat[1]}"
 
     def edit(cfg: Path) -> None:
         toml = cfg / "ccserver.toml"
@@ -73,7 +80,7 @@ def cluster_node(node: str, redis_url: str, prefix: str) -> ConfigEdit:
         text = re.sub(r'(?m)^node_name = "\w+"', f'node_name = "{node}"', text)
         text, n = re.subn(
             r'(?m)^backend = "memory".*$',
-            f'backend = "redis"\nredis_url = "{redis_url}"\nkey_prefix = "{prefix}"',
+            f'backend = "redis"\nredis_url = "{redis_url}"\nkey_prefix = "{prefix}"{beat}',
             text,
         )
         assert n == 1, "ccserver.toml lost its [state] backend line"
@@ -83,7 +90,11 @@ def cluster_node(node: str, redis_url: str, prefix: str) -> ConfigEdit:
 
 
 async def two_nodes(
-    start_server: StartServer, redis: RedisServer, prefix: str, **general: object
+    start_server: StartServer,
+    redis: RedisServer,
+    prefix: str,
+    heartbeat: tuple[float, float] | None = None,
+    **general: object,
 ) -> tuple[ServerProcess, ServerProcess]:
     """Nodes A and B of one cluster, started together (each renders its prompts);
     queue "general" gets a 0.5 s wrap-up and the `general` settings."""
@@ -92,7 +103,8 @@ async def two_nodes(
         *(
             start_server(
                 edit=edits(
-                    cluster_node(name, redis.url, prefix), queue_settings("general", **settings)
+                    cluster_node(name, redis.url, prefix, heartbeat),
+                    queue_settings("general", **settings),
                 ),
                 name=name,
             )
@@ -277,6 +289,19 @@ async def test_calls_at_both_nodes_never_ring_one_agent_twice(
         return snap if free and not snap.calls and not snap.reservations else None
 
     await eventually(idle, 5, "both agents available and no call left in Redis")
+
+    # Each node's figures cover the whole cluster: two calls answered at each
+    # node, four in every node's /api/queues, and the ASA of all four waits.
+    waits = [(when(c, "answered") - when(c, "queued")).total_seconds() for c in contacts]
+
+    async def summed(node: ServerProcess) -> dict[str, Any] | None:
+        view = await queue_view(node)
+        return view if view["answered"] == 4 else None
+
+    for node in (a, b):
+        view = await eventually(partial(summed, node), 5, "the cluster's four answered calls")
+        assert view["abandoned"] == 0 and view["abandon_rate"] == 0.0, view
+        assert abs(view["asa"] - sum(waits) / 4) < 0.25, (view, waits)
     for node in (a, b):
         assert_clean_log(node)
 
@@ -345,3 +370,72 @@ async def test_a_node_refuses_to_start_without_its_redis(start_server: StartServ
         message,
     ), message
     assert "Traceback" not in message
+
+
+async def test_a_killed_node_is_cleared_by_the_survivor(
+    start_server: StartServer, peers: Peers, redis_server: RedisServer
+) -> None:
+    """1001 registers at node A and takes a call there; 1002 registers at
+    node B and is being rung by A for a second caller of A's. Node A is
+    killed (SIGKILL: nothing of it cleans up). Within its heartbeat ttl (1 s)
+    node B clears it: 1001, on a call A bridged and with its phone at A, is
+    logged out with reason "node lost" instead of on-call for good; A's
+    waiting caller leaves the shared queue, which frees 1002 at once rather
+    than when A's reservation would lapse (ring timeout 30 s + 5 s); A's
+    registration of 1001 leaves the location service. A new call at B is
+    then answered by 1002."""
+    prefix = unique_prefix("cluster")
+    a, b = await two_nodes(
+        start_server, redis_server, prefix, heartbeat=(0.25, 1.0), ring_timeout=30
+    )
+    await acd_agent(peers, a, "1001", calls=1, linger_ms=30000, wait_ms=30000)
+
+    async def agent_at_b(ext: str, state: str) -> dict[str, Any] | None:
+        seen: dict[str, Any] = await api(b, f"/api/agents/{ext}")
+        return seen if seen["state"] == state else None
+
+    await eventually(lambda: agent_at_b("1001", "available"), 5, "B to see 1001 available")
+    await caller(peers, a, "0600000001", talk_ms=30000)
+    await eventually(lambda: agent_at_b("1001", "on-call"), 10, "1001 on-call through A")
+
+    phone_b = await acd_agent(
+        peers, b, "1002", calls=2, ring_ms=2500, hangup_ms=1000, linger_ms=30000, wait_ms=30000
+    )
+    await eventually(lambda: agent_at_b("1002", "available"), 5, "1002 available at B")
+    await caller(peers, a, "0600000004", talk_ms=30000)
+    await eventually(lambda: agent_at_b("1002", "reserved"), 5, "A ringing 1002")
+    assert invites_from(phone_b, a) == 1
+
+    assert a.proc is not None
+    a.proc.kill()
+    killed = time.monotonic()
+    cleared = await eventually(
+        lambda: agent_at_b("1001", "logged-out"), 5, "B to clear 1001", interval=0.05
+    )
+    took = time.monotonic() - killed
+    assert cleared["reason"] == "node lost", cleared
+    # ttl 1 s after A's last beat (at most 0.25 s before the kill), then B's next beat.
+    assert took < 1.0 + 0.25 + 1.0, f"cleared {took:.2f} s after the kill"
+    assert await agent_at_b("1002", "available"), await api(b, "/api/agents/1002")
+    assert (await queue_view(b))["waiting"] == 0
+    await b.wait_log(r"node cc-a lost \(no heartbeat")
+
+    shared = RedisLiveState(redis_server.url, prefix=prefix)
+    await shared.start()
+    try:
+        snap = await shared.snapshot()
+        assert snap.calls == () and snap.reservations == {}, snap
+        record = snap.agents["1001"]
+        assert (record.state, record.reason, record.call_id) == ("logged-out", "node lost", None)
+        assert await shared.bindings("sip:1001@ccserver") == []
+        assert [r.node for r in await shared.bindings("sip:1002@ccserver")] == ["cc-b"]
+    finally:
+        await shared.close()
+
+    # B's caller is not held up by anything A left: 1002 takes it.
+    call = await caller(peers, b, "0600000005", talk_ms=500)
+    await call.wait()
+    contact = await closed_contact(b, "0600000005")
+    assert (contact.outcome, contact.agent) == ("answered", "1002"), timeline(contact)
+    assert invites_from(phone_b, b) == 1
+    assert_clean_log(b)
