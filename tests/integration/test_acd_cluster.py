@@ -414,8 +414,9 @@ async def test_a_killed_node_is_cleared_by_the_survivor(
     )
     took = time.monotonic() - killed
     assert cleared["reason"] == "node lost", cleared
-    # ttl 1 s after A's last beat (at most 0.25 s before the kill), then B's next beat.
-    assert took < 1.0 + 0.25 + 1.0, f"cleared {took:.2f} s after the kill"
+    # ttl 1 s after A's last beat (at most 0.25 s before the kill), then B's next
+    # beat (0.25 s), with room for a loaded machine.
+    assert took < 1.0 + 0.25 + 1.5, f"cleared {took:.2f} s after the kill"
     assert await agent_at_b("1002", "available"), await api(b, "/api/agents/1002")
     assert (await queue_view(b))["waiting"] == 0
     await b.wait_log(r"node cc-a lost \(no heartbeat")
@@ -433,7 +434,7 @@ async def test_a_killed_node_is_cleared_by_the_survivor(
         await shared.close()
 
     # B's caller is not held up by anything A left: 1002 takes it.
-    call = await caller(peers, b, "0600000005", talk_ms=500)
+    call = await caller(peers, b, "0600000005", wait_bye=True)
     await call.wait()
     contact = await closed_contact(b, "0600000005")
     assert (contact.outcome, contact.agent) == ("answered", "1002"), timeline(contact)
