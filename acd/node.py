@@ -540,6 +540,13 @@ class AcdNode:
             self._unlog_offer(offer)
             pending.extend(self.router.logout(offer.agent, self.clock(), ELSEWHERE))
             redecided += 1
+            if self._outbox or self._to_confirm or self._to_remove:
+                # The store missed writes of ours while it was away (it may be
+                # back, empty): its refusals say nothing of our view until the
+                # resync has made them. Wait for it rather than decide again.
+                log.info("call %s: waiting for the live state's resync", offer.call_id)
+                self._stand_down(list(pending))
+                break
             if redecided > MAX_REDECIDE:
                 log.error("call %s: reservations keep failing; waiting for a change", offer.call_id)
                 self._stand_down(list(pending))

@@ -184,6 +184,7 @@ class FlakyState(MemoryLiveState):
     def __init__(self, store: MemoryStore) -> None:
         super().__init__(store)
         self.down = False
+        self.failures = 0  # operations still to fail after `down` is cleared
         self.feeds: list[ChangeFeed] = []
 
     def changes(self, maxsize: int = 10_000) -> ChangeFeed:
@@ -201,6 +202,9 @@ class FlakyState(MemoryLiveState):
         store = await super()._turn()
         if self.down:
             raise StateUnavailable("cut away by the test")
+        if self.failures:
+            self.failures -= 1
+            raise StateUnavailable("cut away by the test, briefly")
         return store
 
 
@@ -226,6 +230,25 @@ async def test_an_unreachable_store_means_no_offers_then_everything_is_caught_up
     record = (await b.state.agents())["a1"]
     assert (record.state, record.call_id) == (ON_CALL, "c1")
     assert await b.state.calls("q") == []
+
+
+async def test_a_store_back_before_its_resync_is_not_taken_for_a_stale_view(
+    cluster: list[Member], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store returns (empty) between a failed reserve and the feed's resync:
+    its refusals then mean it missed this node's writes, not that another
+    node took the agent, so the node waits for the resync instead of deciding
+    again and again."""
+    store = MemoryStore()
+    flaky = FlakyState(store)
+    a = await join(cluster, "A", flaky)
+    await a.node.enqueue("c1", "q")
+    flaky.failures = 2  # the login's write and the reserve; the snapshot after succeeds
+    await a.node.login("a1")
+    assert a.rung == [] and not any(r.levelname == "ERROR" for r in caplog.records)
+    assert "a1" not in await a.state.agents()  # the store never had it
+    flaky.back()
+    assert await a.next_offer() == Offer("c1", "a1", "q")
 
 
 async def test_mirror_moves_do_not_reach_the_store(cluster: list[Member]) -> None:
