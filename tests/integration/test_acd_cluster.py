@@ -440,3 +440,60 @@ async def test_a_killed_node_is_cleared_by_the_survivor(
     assert (contact.outcome, contact.agent) == ("answered", "1002"), timeline(contact)
     assert invites_from(phone_b, b) == 1
     assert_clean_log(b)
+
+
+async def test_a_redis_outage_keeps_calls_up_and_offers_wait_for_its_return(
+    start_server: StartServer, peers: Peers, tmp_path: Path
+) -> None:
+    """A node on its own Redis, which is stopped mid-run. The call 1001
+    answered before stays bridged (1001's voice reaches the caller); a caller
+    who arrives meanwhile is queued on the node alone and hears hold music;
+    1002 registers meanwhile but is not rung, since no reservation can be
+    made. Redis comes back empty: the node writes its state again and the
+    waiting caller is offered to 1002, who answers."""
+    redis = RedisServer(tmp_path / "redis")
+    await redis.start()
+    try:
+        prefix = unique_prefix("cluster")
+        a = await start_server(
+            edit=edits(
+                cluster_node("cc-a", redis.url, prefix), queue_settings("general", wrap_up=0.5)
+            ),
+            name="cc-a",
+        )
+        await a.wait_log(r"live state: redis, node cc-a")
+        await acd_agent(peers, a, "1001", calls=1, hangup_ms=9000, linger_ms=20000, wait_ms=30000)
+        await agent_reaches(a, "1001", "available")
+        ports = free_port_block(4), free_port_block(4)
+        capture = await peers.capture(list(ports))
+        first = await caller(peers, a, "0600000001", wait_bye=True, media_port=ports[0])
+        await agent_reaches(a, "1001", "on-call")
+
+        mark = len(a.lines)
+        await redis.stop()
+        down = time.time()
+        second = await caller(peers, a, "0600000004", wait_bye=True, media_port=ports[1])
+        await a.wait_log(r"live state unreachable, queued here only", start=mark)
+        await acd_agent(peers, a, "1002", calls=1, hangup_ms=1500, linger_ms=20000, wait_ms=30000)
+        await a.wait_log(r"live state unreachable, 1002 not rung", start=mark, timeout=15)
+        await redis.start()  # the same port, empty: the test server persists nothing
+        up = time.time()
+
+        await second.wait()
+        await first.wait()
+        await capture.stop()
+        held = await closed_contact(a, "0600000004", 15)
+        assert (held.outcome, held.agent) == ("answered", "1002"), timeline(held)
+        assert when(held, "answered").timestamp() > up
+        bridged = await closed_contact(a, "0600000001", 15)
+        assert (bridged.outcome, bridged.agent) == ("answered", "1001"), timeline(bridged)
+        assert ended(bridged).timestamp() > up  # it lasted through the outage
+
+        # Through the outage: 1001's voice to the first caller, hold music to the second.
+        voice = summary_between(capture, ports[0], down, up)
+        assert voice.loud_seconds(AUDIBLE_DBOV) >= 0.8 * (up - down), voice.describe()
+        waiting = summary_between(capture, ports[1], down + 1.0, up)
+        assert waiting.loud_seconds(AUDIBLE_DBOV) >= 0.5 * (up - down - 1.0), waiting.describe()
+        assert_clean_log(a)
+    finally:
+        await redis.stop()
