@@ -435,7 +435,10 @@ class LiveState(Protocol):
         ready with reason `NODE_LOST_REASON`, agents logged in at it (their
         phones registered there) become logged out with that reason unless
         another node holds their call, and its registrations leave the
-        location service. `restart`: `node` is starting, so what its last run
+        location service. Only a beat that finds `node`'s own heartbeat still
+        held clears others: after an outage of the store itself every
+        heartbeat has lapsed, and the nodes beat again within one interval.
+        `restart`: `node` is starting, so what its last run
         left (queued calls, agents whose call it held) is cleared first; its
         logins and registrations stay (its phones are still reachable).
         """

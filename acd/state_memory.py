@@ -283,11 +283,10 @@ class MemoryStore:
         known = self._nodes.get(node, 0.0) > now
         if restart:
             self._bury(node, now, whole=False)
-        lost = sorted(n for n, deadline in self._nodes.items() if deadline <= now)
+        # Only a node whose own heartbeat held clears others (heartbeat.lua says why).
+        lost = sorted(n for n, t in self._nodes.items() if t <= now and n != node and known)
         for dead in lost:
             del self._nodes[dead]
-        lost = [n for n in lost if n != node]
-        for dead in lost:
             log.warning("node %s lost its heartbeat: clearing what it held", dead)
             self._bury(dead, now, whole=True)
             self._publish(Change(NODE_LOST, {"node": dead}))

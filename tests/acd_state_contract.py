@@ -585,6 +585,20 @@ class LiveStateContract:
         assert await node_a.heartbeat("n1", LONG) == Heartbeat(False)
         assert await node_a.heartbeat("n1", LONG) == Heartbeat(True)
 
+    async def test_a_node_whose_own_beat_lapsed_clears_nobody(self, cluster: Cluster) -> None:
+        """After an outage of the store every heartbeat has lapsed: the first
+        beat back must not take the other nodes for dead."""
+        node_a, node_b = await cluster.client(), await cluster.client()
+        await node_a.add_call(QueuedCall("c1", "q", "n1", 0, 1000.0))
+        await node_a.heartbeat("n1", 0.05)
+        await node_b.heartbeat("n2", 0.05)
+        await asyncio.sleep(0.1)  # neither beats: both heartbeats lapse (time, not a wait)
+        first_back = await node_b.heartbeat("n2", LONG)
+        assert first_back == Heartbeat(False)  # n1 has lapsed too, but is not cleared
+        assert [c.call_id for c in await node_b.calls()] == ["c1"]
+        assert await node_a.heartbeat("n1", LONG) == Heartbeat(False)
+        assert await node_b.heartbeat("n2", LONG) == Heartbeat(True)
+
     async def test_a_restarting_node_clears_its_last_runs_calls(self, cluster: Cluster) -> None:
         s = await cluster.client()
         aor = "sip:1001@ccserver"

@@ -10,13 +10,18 @@ reap(now)
 local score = redis.call('ZSCORE', P .. 'nodes', node)
 local known = score and tonumber(score) > now
 if restart then bury(node, now, false, logged_out, not_ready) end
+-- Only a node whose own heartbeat held clears others: after an outage of
+-- Redis itself every deadline has passed, and the first beat back must not
+-- take the other nodes for dead (they beat again within one interval).
 local lost = {}
-for _, dead in ipairs(redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', now)) do
-  redis.call('ZREM', P .. 'nodes', dead)
-  if dead ~= node then
-    bury(dead, now, true, logged_out, not_ready)
-    publish('node-lost', '{"node":' .. cjson.encode(dead) .. '}')
-    lost[#lost + 1] = dead
+if known then
+  for _, dead in ipairs(redis.call('ZRANGEBYSCORE', P .. 'nodes', '-inf', now)) do
+    if dead ~= node then
+      redis.call('ZREM', P .. 'nodes', dead)
+      bury(dead, now, true, logged_out, not_ready)
+      publish('node-lost', '{"node":' .. cjson.encode(dead) .. '}')
+      lost[#lost + 1] = dead
+    end
   end
 end
 redis.call('ZADD', P .. 'nodes', now + ttl, node)
