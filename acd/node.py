@@ -281,6 +281,7 @@ class AcdNode:
                 log.error(
                     "call %s: answered by %s but its reservation was lost", call_id, held.agent
                 )
+            # What confirm wrote, in case this node must write it again (`_rejoin`).
             home = self._records.get(held.agent)
             self._written[held.agent] = AgentRecord(
                 held.agent,
@@ -290,7 +291,7 @@ class AcdNode:
                 home.node if home is not None else None,
                 call_id,
                 self.node,
-            )  # fmt: skip  (what confirm wrote, in case this node must write it again)
+            )
             self.router.answered(call_id, self.clock())
             self._drain()
             return confirmed
