@@ -24,6 +24,12 @@ call model with the mirror moves taken out: each node then logs the changes
 it made itself (a login at its phone, an offer it made, a call it connected),
 and no node logs another's. Ring-all queues are not supported across nodes: a
 reservation holds one agent per call.
+
+Every node beats (`LiveState.heartbeat`, every `heartbeat_interval`, alive
+for `heartbeat_ttl`); the beat that finds another node's heartbeat lapsed
+clears what that node held (its calls, the agents whose call it held, its
+logins and registrations), so a dead node's state does not outlive it by
+more than the ttl plus one interval.
 """
 
 from __future__ import annotations
@@ -36,13 +42,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from acd.agents import AgentChange
-from acd.router import AVAILABLE, LOGGED_OUT, NOT_READY, WRAP_UP, Offer, Router
+from acd.router import AVAILABLE, LOGGED_OUT, NOT_READY, ON_CALL, WRAP_UP, Offer, Router
 from acd.router import RESERVED as RINGING
 from acd.state import (
     AGENT,
     CALL_ADDED,
     CALL_REMOVED,
     CONFIRMED,
+    NODE_LOST_REASON,
     RELEASED,
     RESERVED,
     RESYNC,
@@ -54,6 +61,7 @@ from acd.state import (
     Snapshot,
     StateUnavailable,
 )
+from acd.stats import QueueTally
 
 __all__ = ["ELSEWHERE", "AcdNode"]
 
@@ -67,6 +75,9 @@ RESERVE_SLACK = 5.0
 #: Fresh decisions after refused reservations, per event, before giving up
 #: until the next change (a guard against a store that refuses for good).
 MAX_REDECIDE = 8
+#: Seconds between heartbeats, and how long one keeps a node alive ([state]).
+HEARTBEAT_INTERVAL = 1.0
+HEARTBEAT_TTL = 5.0
 
 
 @dataclass(slots=True)
@@ -94,7 +105,11 @@ class AcdNode:
         reserve_slack: float = RESERVE_SLACK,
         keep_changes: bool = False,
         after_change: Callable[[], None] | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_ttl: float = HEARTBEAT_TTL,
     ) -> None:
+        if not 0 < heartbeat_interval < heartbeat_ttl:
+            raise ValueError("a heartbeat must come more often than it lapses")
         self.node = node
         self.router = router
         self.state = state
@@ -103,6 +118,11 @@ class AcdNode:
         self.reserve_slack = reserve_slack
         self.keep_changes = keep_changes
         self.after_change = after_change  # told after each change from the feed is applied
+        self.heartbeat_interval = heartbeat_interval
+        self.heartbeat_ttl = heartbeat_ttl
+        self._beater: asyncio.Task[None] | None = None
+        #: The other nodes' statistics tallies by queue, as of the last heartbeat.
+        self.tallies: dict[str, dict[str, QueueTally]] = {}
         self._lock = asyncio.Lock()
         self._in_hand = False  # the follower holds a change it has not applied yet
         self._applied = asyncio.Event()
@@ -116,36 +136,79 @@ class AcdNode:
         self._queued: dict[str, QueuedCall] = {}  # our calls, as written to the store
         # Writes the store missed while unreachable, made again on the next RESYNC.
         self._outbox: dict[str, AgentRecord] = {}
+        self._written: dict[str, AgentRecord] = {}  # the last record this node wrote, by agent
         self._to_confirm: dict[str, str] = {}  # call id -> agent
         self._to_remove: set[str] = set()
         self._shared_calls: dict[str, QueuedCall] = {}  # every node's queued calls
 
     # -- life cycle ----------------------------------------------------------------
     async def start(self) -> None:
-        """Follow the feed, then load the state (the feed first, so nothing is missed).
+        """Follow the feed, beat, then load the state (the feed first: nothing is missed).
 
-        Calls the store still holds for this node are from before it stopped
-        (or died): their callers are gone with that process, so they leave.
+        The first beat clears what this node's last run left in the store
+        (calls queued, agents whose call it held): those callers and calls
+        went with that process.
         """
         self._feed = self.state.changes()
         async with self._lock:
-            for call in (await self.state.snapshot()).calls:
-                if call.node == self.node and call.call_id not in self._queued:
-                    log.warning("call %s: left queued by this node's last run, removed",
-                                call.call_id)  # fmt: skip
-                    await self.state.remove_call(call.call_id)
+            await self.state.heartbeat(self.node, self.heartbeat_ttl, restart=True)
             await self._reload()
-        self._follower = asyncio.get_running_loop().create_task(
-            self._follow(), name=f"acd node {self.node}"
-        )
+        loop = asyncio.get_running_loop()
+        self._follower = loop.create_task(self._follow(), name=f"acd node {self.node}")
+        self._beater = loop.create_task(self._beat(), name=f"acd heartbeat {self.node}")
 
     async def close(self) -> None:
         if self._feed is not None:
             self._feed.close()  # ends the follower's loop
-        follower, self._follower = self._follower, None
-        if follower is not None:
-            follower.cancel()  # in case it is waiting on the store
-            await asyncio.wait({follower})
+        tasks = [t for t in (self._follower, self._beater) if t is not None]
+        self._follower = self._beater = None
+        for task in tasks:
+            task.cancel()  # in case it is waiting on the store
+        if tasks:
+            await asyncio.wait(tasks)
+
+    async def _beat(self) -> None:
+        """Keep this node alive in the store; clear the nodes that are not."""
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            try:
+                beat = await self.state.heartbeat(self.node, self.heartbeat_ttl)
+                for dead in beat.lost:
+                    log.warning("node %s lost (no heartbeat for %.1f s): its calls, agents and "
+                                "registrations cleared", dead, self.heartbeat_ttl)  # fmt: skip
+                if not beat.known:
+                    log.warning("this node's heartbeat had lapsed: writing its state again")
+                    async with self._lock:
+                        await self._rejoin()
+                await self._share_tallies()
+            except StateUnavailable as exc:
+                log.warning("heartbeat not written: %s", exc)
+
+    async def _share_tallies(self) -> None:
+        """Publish this node's queue statistics and keep the other nodes' (`tallies`)."""
+        now = self.clock()
+        mine = {q: self.router.stats.tally(q, now) for q in self.router.queues}
+        shared = await self.state.share_tallies(self.node, self.heartbeat_ttl, mine)
+        shared.pop(self.node, None)
+        self.tallies = shared
+
+    def queue_tally(self, queue: str) -> QueueTally:
+        """The queue's statistics window over every node: this one's now, the others'
+        as last shared (at most one heartbeat interval old)."""
+        total = self.router.stats.tally(queue, self.clock())
+        for theirs in self.tallies.values():
+            total += theirs.get(queue, QueueTally())
+        return total
+
+    async def _rejoin(self) -> None:
+        """Another node may have cleared this one as lost: write back what it holds."""
+        snap = await self.state.snapshot()
+        for ext in self._home | self._engaged:
+            mine = self._written.get(ext)
+            shared = snap.agents.get(ext)
+            if mine is not None and shared is not None and shared.reason == NODE_LOST_REASON:
+                await self._write(mine)
+        await self._reload()  # and the queued calls
 
     # -- agents at this node ---------------------------------------------------------
     async def login(self, ext: str) -> None:
@@ -218,6 +281,17 @@ class AcdNode:
                 log.error(
                     "call %s: answered by %s but its reservation was lost", call_id, held.agent
                 )
+            # What confirm wrote, in case this node must write it again (`_rejoin`).
+            home = self._records.get(held.agent)
+            self._written[held.agent] = AgentRecord(
+                held.agent,
+                ON_CALL,
+                None,
+                self.clock(),
+                home.node if home is not None else None,
+                call_id,
+                self.node,
+            )
             self.router.answered(call_id, self.clock())
             self._drain()
             return confirmed
@@ -364,7 +438,7 @@ class AcdNode:
 
     async def _write(self, record: AgentRecord, releasing: str | None = None) -> None:
         """Write an agent's record, ending our reservation `releasing` in the same step."""
-        self._records[record.agent] = record
+        self._records[record.agent] = self._written[record.agent] = record
         try:
             if releasing is not None:
                 await self.state.release(releasing, record.agent, record)
@@ -386,7 +460,8 @@ class AcdNode:
         # Ringing already (the router matched it at once): the shared record says
         # available, the reservation that follows says the rest.
         state = AVAILABLE if agent.state == RINGING else agent.state
-        await self._write(AgentRecord(ext, state, agent.reason, now, node))
+        holding = self.node if state in (ON_CALL, WRAP_UP) else None
+        await self._write(AgentRecord(ext, state, agent.reason, now, node, call_node=holding))
         if agent.state == WRAP_UP:
             self._engaged.add(ext)
         else:
@@ -466,6 +541,13 @@ class AcdNode:
             self._unlog_offer(offer)
             pending.extend(self.router.logout(offer.agent, self.clock(), ELSEWHERE))
             redecided += 1
+            if self._outbox or self._to_confirm or self._to_remove:
+                # The store missed writes of ours while it was away (it may be
+                # back, empty): its refusals say nothing of our view until the
+                # resync has made them. Wait for it rather than decide again.
+                log.info("call %s: waiting for the live state's resync", offer.call_id)
+                self._stand_down(list(pending))
+                break
             if redecided > MAX_REDECIDE:
                 log.error("call %s: reservations keep failing; waiting for a change", offer.call_id)
                 self._stand_down(list(pending))

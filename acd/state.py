@@ -23,6 +23,7 @@ nodes, so a monotonic clock would mean nothing on another machine.
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -30,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from acd.router import AVAILABLE, ON_CALL
+from acd.stats import QueueTally
 
 if TYPE_CHECKING:
     from ccserver.config.schema import StateConfig
@@ -41,6 +43,8 @@ __all__ = [
     "CALL_ADDED",
     "CALL_REMOVED",
     "CONFIRMED",
+    "NODE_LOST",
+    "NODE_LOST_REASON",
     "ON_CALL",
     "PRIORITY_MAX",
     "PRIORITY_MIN",
@@ -53,6 +57,7 @@ __all__ = [
     "ChangeFeed",
     "ChangeKind",
     "Fanout",
+    "Heartbeat",
     "LiveState",
     "QueuedCall",
     "Reservation",
@@ -62,6 +67,8 @@ __all__ = [
     "live_state_from_config",
     "order_bindings",
     "queue_score",
+    "tallies_from_json",
+    "tallies_to_json",
     "ttl_ms",
 ]
 
@@ -75,6 +82,7 @@ ChangeKind = Literal[
     "released",
     "confirmed",
     "binding",
+    "node-lost",
     "resync",
 ]
 CALL_ADDED: Final = "call-added"  # data: {"call": QueuedCall}
@@ -84,6 +92,9 @@ RESERVED: Final = "reserved"  # data: {"reservation": Reservation}
 RELEASED: Final = "released"  # data: {"call_id", "agent", "reason", "record": AgentRecord|None}
 CONFIRMED: Final = "confirmed"  # data: {"call_id", "agent", "record": AgentRecord}
 BINDING: Final = "binding"  # data: {"aor", "node"}
+#: A node's heartbeat lapsed and what it owned was cleared (announced after the
+#: call-removed, agent and binding changes of that clean-up). data: {"node"}
+NODE_LOST: Final = "node-lost"
 #: Not a mutation: the feed may have lost changes (a reconnect, a slow reader);
 #: reload a `Snapshot` before trusting the view again.
 RESYNC: Final = "resync"
@@ -172,7 +183,9 @@ class AgentRecord:
     `state` uses the router's names (`available`, `on-call`, `wrap-up`, ...);
     only `available` can be reserved. `since` is when the state began (for
     `available`, the idle start that longest-idle routing compares). `node` is
-    where the agent logged in; `call_id` the call being talked, if any.
+    where the agent logged in; `call_id` the call being talked, if any;
+    `call_node` the node holding the agent's call (on-call, wrap-up), which
+    is what a node's clean-up looks for when that node dies.
     A reservation does not change the record: it is a separate mark, so that
     its expiry needs nothing restored.
     """
@@ -183,6 +196,7 @@ class AgentRecord:
     since: float = 0.0
     node: str | None = None
     call_id: str | None = None
+    call_node: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -200,6 +214,7 @@ class AgentRecord:
             since=float(data.get("since") or 0.0),
             node=opt("node"),
             call_id=opt("call_id"),
+            call_node=opt("call_node"),
         )
 
 
@@ -317,6 +332,25 @@ class Snapshot:
         return {r.agent: r for r in self.reservations.values()}
 
 
+#: Reason written on the records of agents a lost node held (docs/cluster.md).
+NODE_LOST_REASON: Final = "node lost"
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """What one heartbeat found.
+
+    `known`: the store held a live heartbeat of this node before this one.
+    False at a node's first beat, and when its heartbeat lapsed meanwhile (a
+    stall longer than the ttl): other nodes may then have cleared what it
+    owned, so it writes its state again. `lost`: the nodes whose heartbeat
+    this beat found lapsed and cleared; each is cleared by one beat only.
+    """
+
+    known: bool
+    lost: tuple[str, ...] = ()
+
+
 class StateError(Exception):
     """A live-state operation that cannot be done as asked."""
 
@@ -391,6 +425,32 @@ class LiveState(Protocol):
 
     async def bindings(self, aor: str) -> list[BindingRecord]:
         """Unexpired contacts of `aor` from every node, highest q first."""
+
+    async def heartbeat(self, node: str, ttl: float, *, restart: bool = False) -> Heartbeat:
+        """Say `node` is alive for `ttl` more seconds, and clear the nodes that are not.
+
+        A node whose heartbeat lapsed is cleared in the same atomic step, once:
+        its queued calls leave (their callers went with it, and so do the
+        agents reserved for them), agents whose call it held become not
+        ready with reason `NODE_LOST_REASON`, agents logged in at it (their
+        phones registered there) become logged out with that reason unless
+        another node holds their call, and its registrations leave the
+        location service. Only a beat that finds `node`'s own heartbeat still
+        held clears others: after an outage of the store itself every
+        heartbeat has lapsed, and the nodes beat again within one interval.
+        `restart`: `node` is starting, so what its last run
+        left (queued calls, agents whose call it held) is cleared first; its
+        logins and registrations stay (its phones are still reachable).
+        """
+
+    async def share_tallies(
+        self, node: str, ttl: float, tallies: Mapping[str, QueueTally]
+    ) -> dict[str, dict[str, QueueTally]]:
+        """Publish `node`'s statistics tallies by queue for `ttl` seconds; read every node's.
+
+        Returns the tallies of every node with a heartbeat (this one
+        included), by node then queue.
+        """
 
     def changes(self, maxsize: int = 10_000) -> ChangeFeed:
         """A feed of every change committed from now on, by any client.
@@ -499,6 +559,15 @@ class Fanout:
 
 
 # -- helpers shared by the backends ------------------------------------------------
+
+
+def tallies_to_json(tallies: Mapping[str, QueueTally]) -> str:
+    return json.dumps({q: t.as_dict() for q, t in tallies.items()}, separators=(",", ":"))
+
+
+def tallies_from_json(raw: str) -> dict[str, QueueTally]:
+    data = json.loads(raw)
+    return {str(q): QueueTally.from_dict(t) for q, t in data.items() if isinstance(t, dict)}
 
 
 def order_bindings(bindings: Iterable[BindingRecord], now: float) -> list[BindingRecord]:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
+from acd.router import LOGGED_OUT, NOT_READY
 from acd.state import (
     AGENT,
     AVAILABLE,
@@ -27,6 +28,8 @@ from acd.state import (
     CALL_ADDED,
     CALL_REMOVED,
     CONFIRMED,
+    NODE_LOST,
+    NODE_LOST_REASON,
     ON_CALL,
     RELEASED,
     RESERVED,
@@ -35,12 +38,14 @@ from acd.state import (
     Change,
     ChangeFeed,
     Fanout,
+    Heartbeat,
     QueuedCall,
     Reservation,
     Snapshot,
     order_bindings,
     ttl_ms,
 )
+from acd.stats import QueueTally
 
 __all__ = ["MemoryLiveState", "MemoryStore"]
 
@@ -57,6 +62,8 @@ class MemoryStore:
         self._by_call: dict[str, Reservation] = {}
         self._by_agent: dict[str, str] = {}  # agent -> call id, mirror of _by_call
         self._bindings: dict[str, dict[tuple[str, str], BindingRecord]] = {}
+        self._nodes: dict[str, float] = {}  # node -> heartbeat deadline
+        self._tallies: dict[str, tuple[float, dict[str, QueueTally]]] = {}  # node -> (until, ...)
         self._fanouts: list[Fanout] = []
         self._timer: asyncio.TimerHandle | None = None
         self._earliest: float | None = None  # first deadline among _by_call
@@ -228,8 +235,15 @@ class MemoryStore:
         if held is not None:
             self._drop(held)
             self._arm()
-        del self._calls[call_id]
-        record = replace(record, state=ON_CALL, call_id=call_id, since=self.clock(), reason=None)
+        call = self._calls.pop(call_id)
+        record = replace(
+            record,
+            state=ON_CALL,
+            call_id=call_id,
+            since=self.clock(),
+            reason=None,
+            call_node=call.node,
+        )
         self._agents[agent] = record
         self._publish(
             Change(CONFIRMED, {"call_id": call_id, "agent": agent, "record": record.as_dict()})
@@ -260,6 +274,53 @@ class MemoryStore:
         for key in [k for k, b in held.items() if b.expires_at <= now]:
             del held[key]
         return order_bindings(held.values(), now)
+
+    # -- nodes ---------------------------------------------------------------------
+    def heartbeat(self, node: str, ttl: float, restart: bool) -> Heartbeat:
+        span = ttl_ms(ttl) / 1000
+        self.reap()
+        now = self.clock()
+        known = self._nodes.get(node, 0.0) > now
+        if restart:
+            self._bury(node, now, whole=False)
+        # Only a node whose own heartbeat held clears others (heartbeat.lua says why).
+        lost = sorted(n for n, t in self._nodes.items() if t <= now and n != node and known)
+        for dead in lost:
+            del self._nodes[dead]
+            log.warning("node %s lost its heartbeat: clearing what it held", dead)
+            self._bury(dead, now, whole=True)
+            self._publish(Change(NODE_LOST, {"node": dead}))
+        self._nodes[node] = now + span
+        return Heartbeat(known, tuple(lost))
+
+    def share_tallies(
+        self, node: str, ttl: float, tallies: Mapping[str, QueueTally]
+    ) -> dict[str, dict[str, QueueTally]]:
+        now = self.clock()
+        self._tallies[node] = (now + ttl_ms(ttl) / 1000, dict(tallies))
+        return {
+            n: dict(held)
+            for n, (until, held) in sorted(self._tallies.items())
+            if until > now and n in self._nodes
+        }
+
+    def _bury(self, dead: str, now: float, *, whole: bool) -> None:
+        """What `heartbeat.lua` does through `bury` in `common.lua`, step for step."""
+        for call in sorted(self._calls.values(), key=QueuedCall.order_key):
+            if call.node == dead:
+                self.remove_call(call.call_id)
+        for name, record in sorted(self._agents.items()):
+            state = None
+            if record.call_node == dead:
+                state = LOGGED_OUT if whole and record.node == dead else NOT_READY
+            elif whole and record.node == dead and record.call_node is None:
+                state = LOGGED_OUT
+            if state is not None:
+                self.set_agent(AgentRecord(name, state, NODE_LOST_REASON, now, record.node))
+        if whole:
+            for aor, held in list(self._bindings.items()):
+                if any(node == dead for node, _ in held):
+                    self.set_bindings(aor, dead, [])
 
 
 class MemoryLiveState:
@@ -322,6 +383,14 @@ class MemoryLiveState:
 
     async def bindings(self, aor: str) -> list[BindingRecord]:
         return (await self._turn()).bindings(aor)
+
+    async def heartbeat(self, node: str, ttl: float, *, restart: bool = False) -> Heartbeat:
+        return (await self._turn()).heartbeat(node, ttl, restart)
+
+    async def share_tallies(
+        self, node: str, ttl: float, tallies: Mapping[str, QueueTally]
+    ) -> dict[str, dict[str, QueueTally]]:
+        return (await self._turn()).share_tallies(node, ttl, tallies)
 
     def changes(self, maxsize: int = 10_000) -> ChangeFeed:
         return self._fanout.open(maxsize)

@@ -14,6 +14,9 @@ key                         type       holds
 ``reservations``            hash       call id -> Reservation JSON + token (the index)
 ``deadlines``               zset       call id scored by its deadline in ms
 ``loc:<aor>``               hash       "<node>\\n<contact>" -> BindingRecord JSON
+``aors:<node>``             set        the AORs `node` holds bindings for
+``nodes``                   zset       node name scored by its heartbeat deadline in ms
+``tallies:<node>``          string     the node's statistics tallies by queue (JSON), PX ttl
 ``changes``                 channel    every change, published by the script that made it
 ==========================  =========  ===============================================
 
@@ -39,7 +42,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cache
 from importlib.resources import files
 from typing import Any, TypeVar
@@ -52,6 +55,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from acd.router import LOGGED_OUT, NOT_READY
 from acd.state import (
     AVAILABLE,
     ON_CALL,
@@ -62,13 +66,17 @@ from acd.state import (
     Change,
     ChangeFeed,
     Fanout,
+    Heartbeat,
     QueuedCall,
     Reservation,
     Snapshot,
     StateUnavailable,
     order_bindings,
+    tallies_from_json,
+    tallies_to_json,
     ttl_ms,
 )
+from acd.stats import QueueTally
 
 __all__ = ["RedisLiveState"]
 
@@ -86,6 +94,8 @@ _SCRIPTS = (
     "read",
     "sweep",
     "set_bindings",
+    "heartbeat",
+    "share_tallies",
 )
 _UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError)
 
@@ -321,6 +331,21 @@ class RedisLiveState:
         raw: list[bytes | str] = await self._call(lambda: redis.hvals(key))
         found = (BindingRecord.from_dict(json.loads(v)) for v in raw)
         return order_bindings(found, time.time())
+
+    # -- nodes ---------------------------------------------------------------------
+    async def heartbeat(self, node: str, ttl: float, *, restart: bool = False) -> Heartbeat:
+        known, lost = await self._run(
+            "heartbeat", node, ttl_ms(ttl), "1" if restart else "0", LOGGED_OUT, NOT_READY
+        )
+        return Heartbeat(bool(known), tuple(str(n) for n in lost))
+
+    async def share_tallies(
+        self, node: str, ttl: float, tallies: Mapping[str, QueueTally]
+    ) -> dict[str, dict[str, QueueTally]]:
+        flat = await self._run("share_tallies", node, ttl_ms(ttl), tallies_to_json(tallies))
+        return {
+            str(n): tallies_from_json(raw) for n, raw in zip(flat[::2], flat[1::2], strict=True)
+        }
 
     # -- the feed ------------------------------------------------------------------
     def changes(self, maxsize: int = 10_000) -> ChangeFeed:

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from acd.agents import AVAILABLE, LOGGED_OUT, ON_CALL, RESERVED, WRAP_UP
 
-__all__ = ["AgentStats", "QueueStats", "Stats"]
+__all__ = ["AgentStats", "QueueStats", "QueueTally", "Stats", "merge_tallies"]
 
 _BUSY = (RESERVED, ON_CALL, WRAP_UP)
 """States that count as working for occupancy; not-ready (a break) is not idle capacity."""
@@ -54,6 +54,71 @@ class QueueStats:
     aht: float | None
     abandon_rate: float | None
     window: float
+
+
+@dataclass(frozen=True, slots=True)
+class QueueTally:
+    """One queue's rolling-window counts and sums, which add up across nodes.
+
+    The figures of `QueueStats` are ratios; a cluster adds each node's tally
+    and divides once (`merge_tallies`), so a node with more calls weighs more.
+    """
+
+    answered: int = 0
+    answered_in_time: int = 0
+    wait_total: float = 0.0
+    """Seconds the answered calls waited, together (ASA = wait_total / answered)."""
+    abandoned: int = 0
+    overflowed: int = 0
+    handled: int = 0
+    handle_total: float = 0.0
+    """Talk + hold + wrap-up of the handled calls, together (AHT = handle_total / handled)."""
+
+    def __add__(self, other: QueueTally) -> QueueTally:
+        return QueueTally(
+            self.answered + other.answered,
+            self.answered_in_time + other.answered_in_time,
+            self.wait_total + other.wait_total,
+            self.abandoned + other.abandoned,
+            self.overflowed + other.overflowed,
+            self.handled + other.handled,
+            self.handle_total + other.handle_total,
+        )
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> QueueTally:
+        def num(key: str) -> float:
+            value = data.get(key, 0)
+            return float(value) if isinstance(value, (int, float, str)) else 0.0
+
+        return cls(
+            answered=int(num("answered")),
+            answered_in_time=int(num("answered_in_time")),
+            wait_total=num("wait_total"),
+            abandoned=int(num("abandoned")),
+            overflowed=int(num("overflowed")),
+            handled=int(num("handled")),
+            handle_total=num("handle_total"),
+        )
+
+
+def merge_tallies(stats: QueueStats, tally: QueueTally) -> QueueStats:
+    """`stats` (one node's view of the line and its agents) with the figures of `tally`."""
+    offered = tally.answered + tally.abandoned + tally.overflowed
+    return replace(
+        stats,
+        answered=tally.answered,
+        answered_in_time=tally.answered_in_time,
+        abandoned=tally.abandoned,
+        overflowed=tally.overflowed,
+        service_level=tally.answered_in_time / offered if offered else None,
+        asa=tally.wait_total / tally.answered if tally.answered else None,
+        aht=tally.handle_total / tally.handled if tally.handled else None,
+        abandon_rate=tally.abandoned / offered if offered else None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +293,21 @@ class Stats:
             aht=tally.handled.mean(now),
             abandon_rate=abandoned / offered if offered else None,
             window=self.window,
+        )
+
+    def tally(self, name: str, now: float) -> QueueTally:
+        """The queue's window as counts and sums, for adding up across nodes."""
+        t = self._queues[name]
+        for rolling in (t.answered, t.abandoned, t.overflowed, t.handled):
+            rolling.prune(now)
+        return QueueTally(
+            answered=len(t.answered),
+            answered_in_time=t.answered.count_flag,
+            wait_total=t.answered.total if t.answered else 0.0,
+            abandoned=len(t.abandoned),
+            overflowed=len(t.overflowed),
+            handled=len(t.handled),
+            handle_total=t.handled.total if t.handled else 0.0,
         )
 
     def agent(self, ext: str, now: float) -> AgentStats:

@@ -252,7 +252,11 @@ class Node:
         assert self.calls is not None
         cfg = self.cfg
         loop = asyncio.get_running_loop()
-        self.cluster = ClusterAcd(cfg.server.node_name, router, state, loop_time=loop.time)
+        self.cluster = ClusterAcd(
+            cfg.server.node_name, router, state, loop_time=loop.time,
+            heartbeat_interval=cfg.state.heartbeat_interval,
+            heartbeat_ttl=cfg.state.heartbeat_ttl,
+        )  # fmt: skip
         try:
             await self.cluster.start()
         except StateUnavailable as exc:

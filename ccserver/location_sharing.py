@@ -23,7 +23,15 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from acd.state import BINDING, RESYNC, BindingRecord, ChangeFeed, LiveState, StateUnavailable
+from acd.state import (
+    BINDING,
+    NODE_LOST,
+    RESYNC,
+    BindingRecord,
+    ChangeFeed,
+    LiveState,
+    StateUnavailable,
+)
 from ccserver.sip.registrar import Binding, LocationService
 from ccserver.sip.uri import SipUri
 
@@ -162,7 +170,11 @@ class SharedLocation:
         feed = self._feed
         assert feed is not None
         async for change in feed:
-            if change.kind == RESYNC:
+            # Resynced, or this node was cleared as lost (a stall longer than
+            # the heartbeat ttl): the store may lack this node's bindings.
+            if change.kind == RESYNC or (
+                change.kind == NODE_LOST and change.data.get("node") == self.node
+            ):
                 for aor in self.aors:
                     if self.location.lookup(aor, self.loop_time()):
                         self.publish(aor)  # the store may have restarted empty

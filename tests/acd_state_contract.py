@@ -27,6 +27,8 @@ from acd.state import (
     CALL_ADDED,
     CALL_REMOVED,
     CONFIRMED,
+    NODE_LOST,
+    NODE_LOST_REASON,
     ON_CALL,
     PRIORITY_MAX,
     PRIORITY_MIN,
@@ -37,13 +39,16 @@ from acd.state import (
     BindingRecord,
     Change,
     ChangeFeed,
+    Heartbeat,
     LiveState,
     QueuedCall,
     Snapshot,
     queue_score,
 )
+from acd.stats import QueueTally
 
 NOT_READY = "not-ready"
+LOGGED_OUT = "logged-out"
 LONG = 60.0  # a ttl no test outlives
 WAIT = 5.0  # the longest any test waits for a change it expects
 
@@ -530,6 +535,108 @@ class LiveStateContract:
         assert await node_a.bindings("sip:nobody@ccserver") == []
         with pytest.raises(ValueError):
             await node_a.set_bindings(aor, "n2", [moved])
+
+    # -- nodes -----------------------------------------------------------------------
+    async def test_a_lost_node_is_cleared_once_by_a_surviving_node(self, cluster: Cluster) -> None:
+        node_a, node_b = await cluster.client(), await cluster.client()
+        aor_a, aor_b = "sip:1001@ccserver", "sip:1002@ccserver"
+        later = time.time() + 300
+        await node_a.set_bindings(
+            aor_a, "n1", [BindingRecord(aor_a, "sip:1001@192.0.2.7", "n1", later)]
+        )
+        kept = BindingRecord(aor_b, "sip:1002@192.0.2.8", "n2", later)
+        await node_b.set_bindings(aor_b, "n2", [kept])
+        await node_a.add_call(QueuedCall("c1", "q", "n1", 0, 1000.0))
+        await node_b.add_call(QueuedCall("c2", "q", "n2", 0, 1001.0))
+        # a1 talks through n1; a2 is logged in at n1; a3 too, but talks through n2;
+        # a4 (at n2) is being rung by n1 for c1.
+        talking = AgentRecord("a1", ON_CALL, None, 100.0, "n2", "x1", "n1")
+        await node_a.set_agent(talking)
+        await node_a.set_agent(AgentRecord("a2", AVAILABLE, None, 100.0, "n1"))
+        elsewhere = AgentRecord("a3", ON_CALL, None, 100.0, "n1", "x3", "n2")
+        await node_b.set_agent(elsewhere)
+        await node_b.set_agent(AgentRecord("a4", AVAILABLE, None, 100.0, "n2"))
+        assert await node_a.reserve("c1", "a4", "n1", LONG)
+        assert await node_a.heartbeat("n1", 0.05) == Heartbeat(False)
+        assert (await node_b.heartbeat("n2", LONG)).lost == ()  # n1 is alive yet
+        feed = node_b.changes()
+        for _ in range(int(WAIT / 0.02)):  # n1 stops beating; n2 beats on
+            beat = await node_b.heartbeat("n2", LONG)
+            if beat.lost:
+                break
+            await asyncio.sleep(0.02)  # time passing for the ttl, not a wait for a task
+        assert beat == Heartbeat(True, ("n1",))
+        lost = await next_change(feed, NODE_LOST)
+        assert lost.data == {"node": "n1"}
+        snap = await node_b.snapshot()
+        assert [c.call_id for c in snap.calls] == ["c2"] and snap.reservations == {}
+        seen = {
+            n: (r.state, r.reason, r.node, r.call_id, r.call_node) for n, r in snap.agents.items()
+        }
+        assert seen == {
+            "a1": (NOT_READY, NODE_LOST_REASON, "n2", None, None),
+            "a2": (LOGGED_OUT, NODE_LOST_REASON, "n1", None, None),
+            "a3": (ON_CALL, None, "n1", "x3", "n2"),
+            "a4": (AVAILABLE, None, "n2", None, None),
+        }
+        assert await node_b.bindings(aor_a) == [] and await node_b.bindings(aor_b) == [kept]
+        # Once: the next beat finds nobody, and n1 coming back is told it was lost.
+        assert (await node_b.heartbeat("n2", LONG)).lost == ()
+        assert await node_a.heartbeat("n1", LONG) == Heartbeat(False)
+        assert await node_a.heartbeat("n1", LONG) == Heartbeat(True)
+
+    async def test_a_node_whose_own_beat_lapsed_clears_nobody(self, cluster: Cluster) -> None:
+        """After an outage of the store every heartbeat has lapsed: the first
+        beat back must not take the other nodes for dead."""
+        node_a, node_b = await cluster.client(), await cluster.client()
+        await node_a.add_call(QueuedCall("c1", "q", "n1", 0, 1000.0))
+        await node_a.heartbeat("n1", 0.05)
+        await node_b.heartbeat("n2", 0.05)
+        await asyncio.sleep(0.1)  # neither beats: both heartbeats lapse (time, not a wait)
+        first_back = await node_b.heartbeat("n2", LONG)
+        assert first_back == Heartbeat(False)  # n1 has lapsed too, but is not cleared
+        assert [c.call_id for c in await node_b.calls()] == ["c1"]
+        assert await node_a.heartbeat("n1", LONG) == Heartbeat(False)
+        assert await node_b.heartbeat("n2", LONG) == Heartbeat(True)
+
+    async def test_a_restarting_node_clears_its_last_runs_calls(self, cluster: Cluster) -> None:
+        s = await cluster.client()
+        aor = "sip:1001@ccserver"
+        mine = BindingRecord(aor, "sip:1001@192.0.2.7", "n1", time.time() + 300)
+        await s.set_bindings(aor, "n1", [mine])
+        await s.add_call(QueuedCall("c1", "q", "n1", 0, 1000.0))
+        await s.add_call(QueuedCall("c2", "q", "n2", 0, 1001.0))
+        await s.set_agent(AgentRecord("a1", ON_CALL, None, 100.0, "n1", "x1", "n1"))
+        await s.set_agent(AgentRecord("a2", AVAILABLE, None, 100.0, "n1"))
+        assert await s.heartbeat("n1", LONG, restart=True) == Heartbeat(False)
+        snap = await s.snapshot()
+        assert [c.call_id for c in snap.calls] == ["c2"]
+        assert (snap.agents["a1"].state, snap.agents["a1"].reason) == (NOT_READY, NODE_LOST_REASON)
+        assert snap.agents["a2"] == AgentRecord("a2", AVAILABLE, None, 100.0, "n1")
+        assert await s.bindings(aor) == [mine]  # its phones are still there
+
+    async def test_confirm_names_the_node_holding_the_call(self, cluster: Cluster) -> None:
+        s = await cluster.client()
+        await s.add_call(QueuedCall("c1", "q", "n2", 0, 1000.0))
+        await s.set_agent(agent("a1"))
+        assert await s.reserve("c1", "a1", "n2", LONG)
+        assert await s.confirm("c1", "a1")
+        record = (await s.agents())["a1"]
+        assert (record.node, record.call_node) == ("n1", "n2")
+
+    async def test_tallies_are_shared_while_their_node_beats(self, cluster: Cluster) -> None:
+        node_a, node_b = await cluster.client(), await cluster.client()
+        mine = {"q": QueueTally(answered=2, answered_in_time=1, wait_total=12.5)}
+        theirs = {"q": QueueTally(abandoned=1), "r": QueueTally(handled=1, handle_total=80.0)}
+        await node_a.heartbeat("n1", LONG)
+        await node_b.heartbeat("n2", 0.2)
+        assert await node_a.share_tallies("n1", LONG, mine) == {"n1": mine}
+        assert await node_b.share_tallies("n2", 0.2, theirs) == {"n1": mine, "n2": theirs}
+        for _ in range(int(WAIT / 0.02)):  # n2 stops beating: its tallies go with it
+            if "n2" not in await node_a.share_tallies("n1", LONG, mine):
+                break
+            await asyncio.sleep(0.02)  # time passing for the ttl, not a wait for a task
+        assert await node_a.share_tallies("n1", LONG, mine) == {"n1": mine}
 
     # -- concurrency -----------------------------------------------------------------
     async def test_racing_clients_never_double_book(self, cluster: Cluster) -> None:

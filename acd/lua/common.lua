@@ -70,3 +70,55 @@ local function write_agent(agent, first)
   redis.call('SADD', P .. 'agents', agent)
 end
 
+
+-- Clear what node `dead` owned, announcing each change. Its queued calls go
+-- (their callers went with it; an agent reserved for one is freed); agents
+-- whose call it held become `not_ready` "node lost". `whole` (its heartbeat
+-- lapsed, it is not coming back): agents logged in at it become
+-- `logged_out` "node lost" unless another node holds their call, and its
+-- registrations leave the location service.
+local function bury(dead, now, whole, logged_out, not_ready)
+  for _, call_json in ipairs(redis.call('HVALS', P .. 'calls')) do
+    local c = cjson.decode(call_json)
+    if c.node == dead then
+      redis.call('ZREM', P .. 'queue:' .. c.queue, c.call_id)
+      redis.call('HDEL', P .. 'calls', c.call_id)
+      local agent = nil
+      local info_json = redis.call('HGET', P .. 'reservations', c.call_id)
+      if info_json then agent = drop(c.call_id, info_json).agent end
+      publish('call-removed', '{"call":' .. call_json .. ',"agent":' .. json_or_null(agent) .. '}')
+    end
+  end
+  for _, name in ipairs(redis.call('SMEMBERS', P .. 'agents')) do
+    local key = P .. 'agent:' .. name
+    local home, via = unpack(redis.call('HMGET', key, 'node', 'call_node'))
+    local state = nil
+    if via == dead then
+      state = not_ready
+      if whole and home == dead then state = logged_out end
+    elseif whole and home == dead and not via then
+      state = logged_out
+    end
+    if state then
+      redis.call('DEL', key)
+      redis.call('HSET', key, 'agent', name, 'state', state, 'reason', 'node lost',
+        'since', seconds(now))
+      if home then redis.call('HSET', key, 'node', home) end
+      publish('agent', '{"record":{"agent":' .. cjson.encode(name) .. ',"state":'
+        .. cjson.encode(state) .. ',"reason":"node lost","since":' .. seconds(now)
+        .. ',"node":' .. json_or_null(home) .. ',"call_id":null,"call_node":null}}')
+    end
+  end
+  if whole then
+    local index = P .. 'aors:' .. dead
+    local mine = dead .. '\n'
+    for _, aor in ipairs(redis.call('SMEMBERS', index)) do
+      local key = P .. 'loc:' .. aor
+      for _, field in ipairs(redis.call('HKEYS', key)) do
+        if string.sub(field, 1, #mine) == mine then redis.call('HDEL', key, field) end
+      end
+      publish('binding', '{"aor":' .. cjson.encode(aor) .. ',"node":' .. cjson.encode(dead) .. '}')
+    end
+    redis.call('DEL', index)
+  end
+end

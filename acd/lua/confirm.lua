@@ -18,14 +18,16 @@ elseif redis.call('EXISTS', P .. 'lock:agent:' .. agent) == 1 then
   return 'agent reserved for another call'
 end
 -- Held, or lapsed with neither side taken since: the phone answered, so it stands.
-redis.call('ZREM', P .. 'queue:' .. cjson.decode(call_json).queue, call_id)
+local call = cjson.decode(call_json)
+redis.call('ZREM', P .. 'queue:' .. call.queue, call_id)
 redis.call('HDEL', P .. 'calls', call_id)
-redis.call('HSET', key, 'state', on_call, 'call_id', call_id, 'since', seconds(now))
+redis.call('HSET', key, 'state', on_call, 'call_id', call_id, 'since', seconds(now),
+  'call_node', call.node)
 redis.call('HDEL', key, 'reason')
 local f = redis.call('HMGET', key, 'node')
 local record = '{"agent":' .. cjson.encode(agent) .. ',"state":' .. cjson.encode(on_call)
   .. ',"reason":null,"since":' .. seconds(now) .. ',"node":' .. json_or_null(f[1])
-  .. ',"call_id":' .. cjson.encode(call_id) .. '}'
+  .. ',"call_id":' .. cjson.encode(call_id) .. ',"call_node":' .. cjson.encode(call.node) .. '}'
 publish('confirmed', '{"call_id":' .. cjson.encode(call_id) .. ',"agent":' .. cjson.encode(agent)
   .. ',"record":' .. record .. '}')
 return 'ok'

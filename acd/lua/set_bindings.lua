@@ -8,6 +8,12 @@ for _, field in ipairs(redis.call('HKEYS', key)) do
   if string.sub(field, 1, #mine) == mine then redis.call('HDEL', key, field) end
 end
 for i = 4, #ARGV, 2 do redis.call('HSET', key, mine .. ARGV[i], ARGV[i + 1]) end
+-- Which AORs each node holds, for clearing a lost node's registrations.
+if #ARGV >= 4 then
+  redis.call('SADD', P .. 'aors:' .. node, aor)
+else
+  redis.call('SREM', P .. 'aors:' .. node, aor)
+end
 local last = 0
 for _, value in ipairs(redis.call('HVALS', key)) do
   local expires = math.ceil(tonumber(cjson.decode(value).expires_at) * 1000)

@@ -28,10 +28,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from acd.decisions import Departure
-from acd.node import AcdNode
+from acd.node import HEARTBEAT_INTERVAL, HEARTBEAT_TTL, AcdNode
 from acd.router import AcdError, Offer, Router
 from acd.state import LiveState, StateUnavailable
-from acd.stats import QueueStats
+from acd.stats import QueueStats, merge_tallies
 from ccserver.location_sharing import SharedLocation
 from ccserver.registration import aor_of
 
@@ -143,6 +143,8 @@ class ClusterAcd(LocalAcd):
         *,
         clock: Callable[[], float] = time.time,
         loop_time: Callable[[], float] | None = None,
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        heartbeat_ttl: float = HEARTBEAT_TTL,
     ) -> None:
         super().__init__(router)
         self.state = state
@@ -152,7 +154,8 @@ class ClusterAcd(LocalAcd):
         self.location: SharedLocation | None = None  # where the agents' phones are
         self.node = AcdNode(
             node, router, state, self._offered, clock=clock, keep_changes=True,
-            after_change=self._flush_soon,
+            after_change=self._flush_soon, heartbeat_interval=heartbeat_interval,
+            heartbeat_ttl=heartbeat_ttl,
         )  # fmt: skip
         self._jobs: asyncio.Queue[Callable[[], Awaitable[Any]]] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
@@ -278,8 +281,11 @@ class ClusterAcd(LocalAcd):
 
     # -- views -------------------------------------------------------------------------
     def queue_stats(self, queue: str, now: float) -> QueueStats:
-        """Waiting calls and members by state from the shared state; the rest per node."""
-        own = self.router.queue_stats(queue, now)
+        """Every figure cluster-wide: the line and the members' states from the shared
+        state, the window's counts summed over every node's shared tallies."""
+        own = merge_tallies(
+            self.router.queue_stats(queue, self.clock()), self.node.queue_tally(queue)
+        )
         calls = self.node.shared_calls(queue)
         agents: dict[str, int] = {}
         for ext in self.router.members(queue):

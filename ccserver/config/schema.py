@@ -261,6 +261,19 @@ class StateConfig(_Model):
     """Required with ``backend = "redis"``: every node of a cluster names the same database."""
     key_prefix: str = Field(default="ccserver:", pattern=r"^[A-Za-z0-9_.:-]{1,64}$")
     """Starts every key; two contact centers may share a Redis with different prefixes."""
+    heartbeat_interval: float = Field(default=1.0, gt=0, le=60)
+    """Seconds between a node's heartbeats in Redis."""
+    heartbeat_ttl: float = Field(default=5.0, gt=0, le=300)
+    """Seconds without a heartbeat after which the other nodes clear a node as lost."""
+
+    @model_validator(mode="after")
+    def _beats_before_lapsing(self) -> StateConfig:
+        if self.heartbeat_ttl < 2 * self.heartbeat_interval:
+            raise ValueError(
+                f"heartbeat_ttl ({self.heartbeat_ttl}) must be at least twice heartbeat_interval"
+                f" ({self.heartbeat_interval}): one late beat must not get a node cleared"
+            )
+        return self
 
     @field_validator("redis_url")
     @classmethod

@@ -17,6 +17,7 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -64,8 +65,14 @@ T = TypeVar("T")
 SUPERVISOR = {"Authorization": "Bearer demo-supervisor-token-change-me"}
 
 
-def cluster_node(node: str, redis_url: str, prefix: str) -> ConfigEdit:
-    """A config edit: this node is `node` and shares the live state in Redis."""
+def cluster_node(
+    node: str, redis_url: str, prefix: str, heartbeat: tuple[float, float] | None = None
+) -> ConfigEdit:
+    """A config edit: this node is `node` and shares the live state in Redis
+    (`heartbeat`: its interval and ttl, in seconds)."""
+    beat = ""
+    if heartbeat is not None:
+        beat = f"\nheartbeat_interval = {heartbeat[0]}\nheartbeat_ttl = {heartbeat[1]}"
 
     def edit(cfg: Path) -> None:
         toml = cfg / "ccserver.toml"
@@ -73,7 +80,7 @@ def cluster_node(node: str, redis_url: str, prefix: str) -> ConfigEdit:
         text = re.sub(r'(?m)^node_name = "\w+"', f'node_name = "{node}"', text)
         text, n = re.subn(
             r'(?m)^backend = "memory".*$',
-            f'backend = "redis"\nredis_url = "{redis_url}"\nkey_prefix = "{prefix}"',
+            f'backend = "redis"\nredis_url = "{redis_url}"\nkey_prefix = "{prefix}"{beat}',
             text,
         )
         assert n == 1, "ccserver.toml lost its [state] backend line"
@@ -83,7 +90,11 @@ def cluster_node(node: str, redis_url: str, prefix: str) -> ConfigEdit:
 
 
 async def two_nodes(
-    start_server: StartServer, redis: RedisServer, prefix: str, **general: object
+    start_server: StartServer,
+    redis: RedisServer,
+    prefix: str,
+    heartbeat: tuple[float, float] | None = None,
+    **general: object,
 ) -> tuple[ServerProcess, ServerProcess]:
     """Nodes A and B of one cluster, started together (each renders its prompts);
     queue "general" gets a 0.5 s wrap-up and the `general` settings."""
@@ -92,7 +103,8 @@ async def two_nodes(
         *(
             start_server(
                 edit=edits(
-                    cluster_node(name, redis.url, prefix), queue_settings("general", **settings)
+                    cluster_node(name, redis.url, prefix, heartbeat),
+                    queue_settings("general", **settings),
                 ),
                 name=name,
             )
@@ -277,6 +289,19 @@ async def test_calls_at_both_nodes_never_ring_one_agent_twice(
         return snap if free and not snap.calls and not snap.reservations else None
 
     await eventually(idle, 5, "both agents available and no call left in Redis")
+
+    # Each node's figures cover the whole cluster: two calls answered at each
+    # node, four in every node's /api/queues, and the ASA of all four waits.
+    waits = [(when(c, "answered") - when(c, "queued")).total_seconds() for c in contacts]
+
+    async def summed(node: ServerProcess) -> dict[str, Any] | None:
+        view = await queue_view(node)
+        return view if view["answered"] == 4 else None
+
+    for node in (a, b):
+        view = await eventually(partial(summed, node), 5, "the cluster's four answered calls")
+        assert view["abandoned"] == 0 and view["abandon_rate"] == 0.0, view
+        assert abs(view["asa"] - sum(waits) / 4) < 0.25, (view, waits)
     for node in (a, b):
         assert_clean_log(node)
 
@@ -345,3 +370,130 @@ async def test_a_node_refuses_to_start_without_its_redis(start_server: StartServ
         message,
     ), message
     assert "Traceback" not in message
+
+
+async def test_a_killed_node_is_cleared_by_the_survivor(
+    start_server: StartServer, peers: Peers, redis_server: RedisServer
+) -> None:
+    """1001 registers at node A and takes a call there; 1002 registers at
+    node B and is being rung by A for a second caller of A's. Node A is
+    killed (SIGKILL: nothing of it cleans up). Within its heartbeat ttl (1 s)
+    node B clears it: 1001, on a call A bridged and with its phone at A, is
+    logged out with reason "node lost" instead of on-call for good; A's
+    waiting caller leaves the shared queue, which frees 1002 at once rather
+    than when A's reservation would lapse (ring timeout 30 s + 5 s); A's
+    registration of 1001 leaves the location service. A new call at B is
+    then answered by 1002."""
+    prefix = unique_prefix("cluster")
+    a, b = await two_nodes(
+        start_server, redis_server, prefix, heartbeat=(0.25, 1.0), ring_timeout=30
+    )
+    await acd_agent(peers, a, "1001", calls=1, linger_ms=30000, wait_ms=30000)
+
+    async def agent_at_b(ext: str, state: str) -> dict[str, Any] | None:
+        seen: dict[str, Any] = await api(b, f"/api/agents/{ext}")
+        return seen if seen["state"] == state else None
+
+    await eventually(lambda: agent_at_b("1001", "available"), 5, "B to see 1001 available")
+    await caller(peers, a, "0600000001", talk_ms=30000)
+    await eventually(lambda: agent_at_b("1001", "on-call"), 10, "1001 on-call through A")
+
+    phone_b = await acd_agent(
+        peers, b, "1002", calls=2, ring_ms=2500, hangup_ms=1000, linger_ms=30000, wait_ms=30000
+    )
+    await eventually(lambda: agent_at_b("1002", "available"), 5, "1002 available at B")
+    await caller(peers, a, "0600000004", talk_ms=30000)
+    await eventually(lambda: agent_at_b("1002", "reserved"), 5, "A ringing 1002")
+    assert invites_from(phone_b, a) == 1
+
+    assert a.proc is not None
+    a.proc.kill()
+    killed = time.monotonic()
+    cleared = await eventually(
+        lambda: agent_at_b("1001", "logged-out"), 5, "B to clear 1001", interval=0.05
+    )
+    took = time.monotonic() - killed
+    assert cleared["reason"] == "node lost", cleared
+    # ttl 1 s after A's last beat (at most 0.25 s before the kill), then B's next
+    # beat (0.25 s), with room for a loaded machine.
+    assert took < 1.0 + 0.25 + 1.5, f"cleared {took:.2f} s after the kill"
+    assert await agent_at_b("1002", "available"), await api(b, "/api/agents/1002")
+    assert (await queue_view(b))["waiting"] == 0
+    await b.wait_log(r"node cc-a lost \(no heartbeat")
+
+    shared = RedisLiveState(redis_server.url, prefix=prefix)
+    await shared.start()
+    try:
+        snap = await shared.snapshot()
+        assert snap.calls == () and snap.reservations == {}, snap
+        record = snap.agents["1001"]
+        assert (record.state, record.reason, record.call_id) == ("logged-out", "node lost", None)
+        assert await shared.bindings("sip:1001@ccserver") == []
+        assert [r.node for r in await shared.bindings("sip:1002@ccserver")] == ["cc-b"]
+    finally:
+        await shared.close()
+
+    # B's caller is not held up by anything A left: 1002 takes it.
+    call = await caller(peers, b, "0600000005", wait_bye=True)
+    await call.wait()
+    contact = await closed_contact(b, "0600000005")
+    assert (contact.outcome, contact.agent) == ("answered", "1002"), timeline(contact)
+    assert invites_from(phone_b, b) == 1
+    assert_clean_log(b)
+
+
+async def test_a_redis_outage_keeps_calls_up_and_offers_wait_for_its_return(
+    start_server: StartServer, peers: Peers, tmp_path: Path
+) -> None:
+    """A node on its own Redis, which is stopped mid-run. The call 1001
+    answered before stays bridged (1001's voice reaches the caller); a caller
+    who arrives meanwhile is queued on the node alone and hears hold music;
+    1002 registers meanwhile but is not rung, since no reservation can be
+    made. Redis comes back empty: the node writes its state again and the
+    waiting caller is offered to 1002, who answers."""
+    redis = RedisServer(tmp_path / "redis")
+    await redis.start()
+    try:
+        prefix = unique_prefix("cluster")
+        a = await start_server(
+            edit=edits(
+                cluster_node("cc-a", redis.url, prefix), queue_settings("general", wrap_up=0.5)
+            ),
+            name="cc-a",
+        )
+        await a.wait_log(r"live state: redis, node cc-a")
+        await acd_agent(peers, a, "1001", calls=1, hangup_ms=9000, linger_ms=20000, wait_ms=30000)
+        await agent_reaches(a, "1001", "available")
+        ports = free_port_block(4), free_port_block(4)
+        capture = await peers.capture(list(ports))
+        first = await caller(peers, a, "0600000001", wait_bye=True, media_port=ports[0])
+        await agent_reaches(a, "1001", "on-call")
+
+        mark = len(a.lines)
+        await redis.stop()
+        down = time.time()
+        second = await caller(peers, a, "0600000004", wait_bye=True, media_port=ports[1])
+        await a.wait_log(r"live state unreachable, queued here only", start=mark)
+        await acd_agent(peers, a, "1002", calls=1, hangup_ms=1500, linger_ms=20000, wait_ms=30000)
+        await a.wait_log(r"live state unreachable, 1002 not rung", start=mark, timeout=15)
+        await redis.start()  # the same port, empty: the test server persists nothing
+        up = time.time()
+
+        await second.wait()
+        await first.wait()
+        await capture.stop()
+        held = await closed_contact(a, "0600000004", 15)
+        assert (held.outcome, held.agent) == ("answered", "1002"), timeline(held)
+        assert when(held, "answered").timestamp() > up
+        bridged = await closed_contact(a, "0600000001", 15)
+        assert (bridged.outcome, bridged.agent) == ("answered", "1001"), timeline(bridged)
+        assert ended(bridged).timestamp() > up  # it lasted through the outage
+
+        # Through the outage: 1001's voice to the first caller, hold music to the second.
+        voice = summary_between(capture, ports[0], down, up)
+        assert voice.loud_seconds(AUDIBLE_DBOV) >= 0.8 * (up - down), voice.describe()
+        waiting = summary_between(capture, ports[1], down + 1.0, up)
+        assert waiting.loud_seconds(AUDIBLE_DBOV) >= 0.5 * (up - down - 1.0), waiting.describe()
+        assert_clean_log(a)
+    finally:
+        await redis.stop()

@@ -205,6 +205,23 @@ def test_redis_without_a_url_is_refused_at_start(tmp_path: Path) -> None:
     assert (state.redis_url, state.key_prefix) == ("redis://127.0.0.1:6390/1", "ccserver:")
 
 
+def test_a_heartbeat_that_lapses_before_the_next_is_refused(tmp_path: Path) -> None:
+    cfg = tmp_path / "config"
+    shutil.copytree(shipped_config_dir(), cfg)
+    toml = cfg / "ccserver.toml"
+    redis = 'backend = "redis"\nredis_url = "redis://127.0.0.1:6390/1"'
+    text = toml.read_text().replace('backend = "memory"', redis, 1)
+    toml.write_text(text.replace(redis, redis + "\nheartbeat_interval = 2\nheartbeat_ttl = 3"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(cfg)
+    (error,) = caught.value.errors
+    assert error.file.endswith("ccserver.toml") and error.key == "state"
+    assert "heartbeat_ttl (3.0) must be at least twice heartbeat_interval (2.0)" in error.reason
+    toml.write_text(text.replace(redis, redis + "\nheartbeat_interval = 0.5\nheartbeat_ttl = 2"))
+    state = load_config(cfg).state
+    assert (state.heartbeat_interval, state.heartbeat_ttl) == (0.5, 2.0)
+
+
 def test_ring_all_is_refused_in_a_cluster(tmp_path: Path) -> None:
     cfg = tmp_path / "config"
     shutil.copytree(shipped_config_dir(), cfg)

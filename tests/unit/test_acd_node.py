@@ -22,7 +22,15 @@ from acd.router import (
     QueueSpec,
     Router,
 )
-from acd.state import RESYNC, Change, ChangeFeed, LiveState, StateUnavailable
+from acd.state import (
+    NODE_LOST_REASON,
+    RESYNC,
+    Change,
+    ChangeFeed,
+    Heartbeat,
+    LiveState,
+    StateUnavailable,
+)
 from acd.state_memory import MemoryLiveState, MemoryStore
 
 WAIT = 5.0
@@ -81,6 +89,7 @@ async def join(
     clock: Callable[[], float] = time.time,
     keep_changes: bool = False,
     specs: dict[str, QueueSpec] | None = None,
+    heartbeat: tuple[float, float] = (1.0, 5.0),
 ) -> Member:
     await state.start()
     holder: list[Member] = []
@@ -92,6 +101,8 @@ async def join(
         clock=clock,
         reserve_slack=reserve_slack,
         keep_changes=keep_changes,
+        heartbeat_interval=heartbeat[0],
+        heartbeat_ttl=heartbeat[1],
     )
     member = Member(node, state)
     holder.append(member)
@@ -173,6 +184,7 @@ class FlakyState(MemoryLiveState):
     def __init__(self, store: MemoryStore) -> None:
         super().__init__(store)
         self.down = False
+        self.failures = 0  # operations still to fail after `down` is cleared
         self.feeds: list[ChangeFeed] = []
 
     def changes(self, maxsize: int = 10_000) -> ChangeFeed:
@@ -190,6 +202,9 @@ class FlakyState(MemoryLiveState):
         store = await super()._turn()
         if self.down:
             raise StateUnavailable("cut away by the test")
+        if self.failures:
+            self.failures -= 1
+            raise StateUnavailable("cut away by the test, briefly")
         return store
 
 
@@ -215,6 +230,25 @@ async def test_an_unreachable_store_means_no_offers_then_everything_is_caught_up
     record = (await b.state.agents())["a1"]
     assert (record.state, record.call_id) == (ON_CALL, "c1")
     assert await b.state.calls("q") == []
+
+
+async def test_a_store_back_before_its_resync_is_not_taken_for_a_stale_view(
+    cluster: list[Member], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The store returns (empty) between a failed reserve and the feed's resync:
+    its refusals then mean it missed this node's writes, not that another
+    node took the agent, so the node waits for the resync instead of deciding
+    again and again."""
+    store = MemoryStore()
+    flaky = FlakyState(store)
+    a = await join(cluster, "A", flaky)
+    await a.node.enqueue("c1", "q")
+    flaky.failures = 2  # the login's write and the reserve; the snapshot after succeeds
+    await a.node.login("a1")
+    assert a.rung == [] and not any(r.levelname == "ERROR" for r in caplog.records)
+    assert "a1" not in await a.state.agents()  # the store never had it
+    flaky.back()
+    assert await a.next_offer() == Offer("c1", "a1", "q")
 
 
 async def test_mirror_moves_do_not_reach_the_store(cluster: list[Member]) -> None:
@@ -326,3 +360,79 @@ async def test_a_restarted_node_removes_the_calls_its_last_run_left(
     assert {c.call_id for c in await b.state.calls()} == {"c1", "c2"}
     await join(cluster, "A", MemoryLiveState(store))
     assert [c.call_id for c in await b.state.calls()] == ["c2"]  # B's own stays
+
+
+async def test_a_node_whose_heartbeat_lapses_is_cleared_by_a_survivor(
+    cluster: list[Member],
+) -> None:
+    """Node A bridges a1 (logged in at B) to its caller, has c2 waiting, and dies.
+    Within the heartbeat ttl B clears it: c2 leaves the shared queue, a1 is not
+    ready "node lost" instead of on-call for good; made ready, a1 takes B's call."""
+    store = MemoryStore()
+    beat = (0.02, 0.1)
+    a = await join(cluster, "A", MemoryLiveState(store), heartbeat=beat)
+    b = await join(cluster, "B", MemoryLiveState(store), heartbeat=beat)
+    await b.node.login("a1")
+    await settle(a, b)
+    await a.node.enqueue("c1", "q")
+    await a.node.enqueue("c2", "q")
+    assert (await a.next_offer()).call_id == "c1"
+    assert await a.node.answered("c1")
+    await settle(a, b)
+    assert b.node.agent_status("a1") == (ON_CALL, None)
+    assert [c.call_id for c in b.node.shared_calls()] == ["c2"]
+    # A dies: nothing of it runs any more, nothing is cleaned up by it.
+    cluster.remove(a)
+    await a.node.close()
+    await a.state.close()
+    for _ in range(int(WAIT / 0.02)):
+        await settle(b)
+        if b.node.agent_status("a1") != (ON_CALL, None):
+            break
+        await asyncio.sleep(0.02)  # time passing for the ttl, not a wait for a task
+    assert b.node.agent_status("a1") == (NOT_READY, "node lost")
+    assert b.node.shared_calls() == [] and await b.state.calls() == []
+    await b.node.ready("a1")
+    await b.node.enqueue("c3", "q")
+    assert await b.next_offer() == Offer("c3", "a1", "q")
+
+
+class StallingState(MemoryLiveState):
+    """A client whose heartbeats wait while `going` is clear (a node that stalls)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        super().__init__(store)
+        self.going = asyncio.Event()
+        self.going.set()
+
+    async def heartbeat(self, node: str, ttl: float, *, restart: bool = False) -> Heartbeat:
+        await self.going.wait()
+        return await super().heartbeat(node, ttl, restart=restart)
+
+
+async def test_a_node_cleared_as_lost_writes_its_state_again(cluster: list[Member]) -> None:
+    """A stall longer than the ttl: B clears A, then A beats again and puts
+    back its queued call and the agent it is talking through."""
+    store = MemoryStore()
+    stalling = StallingState(store)
+    a = await join(cluster, "A", stalling, heartbeat=(0.02, 0.1))
+    b = await join(cluster, "B", MemoryLiveState(store), heartbeat=(0.02, 0.1))
+    await a.node.login("a1")
+    await a.node.enqueue("c1", "q")
+    assert await a.node.answered((await a.next_offer()).call_id)
+    await a.node.enqueue("c2", "q")
+    stalling.going.clear()
+    for _ in range(int(WAIT / 0.02)):
+        if (await b.state.agents())["a1"].reason == NODE_LOST_REASON:
+            break
+        await asyncio.sleep(0.02)  # time passing for the ttl, not a wait for a task
+    assert await b.state.calls() == []
+    assert (await b.state.agents())["a1"].state == LOGGED_OUT  # A was its home too
+    stalling.going.set()
+    for _ in range(int(WAIT / 0.02)):
+        record = (await b.state.agents())["a1"]
+        if record.state == ON_CALL and await b.state.calls():
+            break
+        await asyncio.sleep(0.02)  # time passing for the next beat
+    assert (record.state, record.call_id, record.call_node) == (ON_CALL, "c1", "A")
+    assert [c.call_id for c in await b.state.calls()] == ["c2"]

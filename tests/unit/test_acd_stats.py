@@ -22,6 +22,7 @@ from acd.router import (
     QueueSpec,
     Router,
 )
+from acd.stats import QueueTally, Stats, merge_tallies
 
 WINDOW = 300.0
 AGENTS = ("a1", "a2", "a3", "a4", "a5")
@@ -226,3 +227,26 @@ def test_window_forgets_old_calls() -> None:
     later = r.queue_stats("support", 10 + WINDOW + 1)
     assert (later.answered, later.abandoned, later.abandon_rate) == (0, 1, 1.0)
     assert r.queue_stats("support", 50 + WINDOW).service_level is None
+
+
+def test_tallies_add_up_to_the_figures_of_the_nodes_together() -> None:
+    """Two nodes' windows merged weigh each call once: ratios of sums, not means of ratios."""
+    a, b = Stats(window=900), Stats(window=900)
+    for stats in (a, b):
+        stats.add_queue("q", 20.0, 0.8)
+        stats.add_agent("1001")
+    a.answered("q", "1001", 10.0, 100.0)
+    a.answered("q", "1001", 30.0, 101.0)
+    a.abandoned("q", 5.0, 102.0)
+    b.answered("q", "1001", 2.0, 103.0)
+    b.handled("q", "1001", 60.0, 0.0, 15.0, 104.0)
+    both = a.tally("q", 105.0) + b.tally("q", 105.0)
+    assert both == QueueTally(3, 2, 42.0, 1, 0, 1, 75.0)
+    assert QueueTally.from_dict(both.as_dict()) == both
+    line = a.queue("q", 105.0, waiting=0, callbacks=0, longest_wait=0.0)
+    merged = merge_tallies(line, both)
+    assert (merged.answered, merged.abandoned, merged.asa, merged.aht) == (3, 1, 14.0, 75.0)
+    assert (merged.service_level, merged.abandon_rate) == (2 / 4, 1 / 4)
+    # One node's own tally gives back its own figures.
+    assert merge_tallies(line, a.tally("q", 105.0)) == line
+    assert a.tally("q", 105.0 + 900.0) == QueueTally()  # the window moved on
