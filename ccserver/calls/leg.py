@@ -50,6 +50,7 @@ class Leg:
     released: bool = False  # the router was already told this offer is over
     pending_offer: SessionDescription | None = None  # our offer in a 2xx, answered by the ACK
     on_confirmed: Callable[[], None] | None = None  # what to start once the ACK arrives
+    bye_pending: bool = False  # ended before the ACK of our 2xx: the BYE waits (RFC 3261 §15)
     ringing: bool = False
     agent: str | None = None
 

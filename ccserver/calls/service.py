@@ -80,6 +80,9 @@ class CallService(
             return
         call, leg = found
         if leg.dialog is not None and leg.dialog.matches(request):
+            if leg.bye_pending:
+                self._send_pending_bye(leg)  # ended before this ACK (RFC 3261 §15)
+                return
             leg.stop_retransmit()
             if leg.state == "early":
                 leg.state = "confirmed"
@@ -279,6 +282,7 @@ class CallService(
         method = request.method
         if method == "BYE":
             self._respond(request, 200)
+            self._send_pending_bye(leg)  # the peer ended it first: ours is not needed
             who = "caller" if leg is call.caller else "agent"
             self._hangup_leg(call, leg, who, send_bye=False)
         elif method == "INVITE":
@@ -510,6 +514,10 @@ class CallService(
         self.closing = True
         for call in list(self.calls.values()):
             self._end_call(call, "system", "interrupted")
+        for _, leg in list(self._legs.values()):
+            # Nobody will wait for these ACKs: better a BYE now than a dialog
+            # the peer keeps open.
+            self._send_pending_bye(leg)
         for handle in (self._router_timer, self._reg_timer):
             if handle is not None:
                 handle.cancel()
