@@ -253,6 +253,13 @@ class CallCore:
     def _end_call(self, call: Call, who: str, outcome: str) -> None:
         raise NotImplementedError
 
+    # hold accounting (ccserver.calls.hold)
+    def _hold_begins(self, call: Call, holder: str) -> None:
+        raise NotImplementedError
+
+    def _hold_ends(self, call: Call, holder: str | None) -> None:
+        raise NotImplementedError
+
     # queue callback and voicemail overflow (ccserver.calls.callback, .voicemail)
     def _queued_digit(self, call: Call, digit: str) -> bool:
         """A key from a caller outside the IVR; True when it was acted on."""
