@@ -201,3 +201,18 @@ async def test_after_the_ack_the_bye_goes_at_once(svc: CallService, clock: Clock
     wire: Wire = svc.sip
     assert wire.byes() == 1 and not leg.bye_pending and "bye-1" not in svc._legs
     svc.clock.close()
+
+
+async def test_a_late_offer_ended_before_its_ack_starts_nothing(
+    svc: CallService, clock: Clock
+) -> None:
+    """We offered in the 200 (no SDP in the INVITE) and the flow was to start on
+    the ACK; the call ended first: the ACK brings only the BYE."""
+    call, leg = answered(svc)
+    started: list[bool] = []
+    leg.on_confirmed = lambda: started.append(True)
+    svc._end_call(call, "system", "interrupted")
+    svc.on_ack(from_caller("ACK", 1), PHONE)
+    wire: Wire = svc.sip
+    assert wire.byes() == 1 and started == []
+    svc.clock.close()
