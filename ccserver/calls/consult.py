@@ -11,6 +11,7 @@ the target, the transfer completes (as desk phones do).
 
 from __future__ import annotations
 
+from ccserver.calls.hold import CONSULT
 from ccserver.calls.model import Call
 from ccserver.calls.sidelegs import FeatureRefused, SideLeg, SideLegs, side_of
 
@@ -45,9 +46,7 @@ class ConsultTransfer(SideLegs):
         side.on_answer = answered
         side.on_failed = failed
         side.on_left = gone
-        now = self.now()
-        call.holds += 1
-        call.hold_started = now
+        self._hold_begins(call, CONSULT)
         self._note(call, "hold", {"by": "agent", "via": "consult"})
         self._dial_side(call, side, contact, source)
         self._rewire(call)  # the caller hears hold music from now on
@@ -86,12 +85,7 @@ class ConsultTransfer(SideLegs):
         return call, side
 
     def _consult_over(self, call: Call) -> None:
-        if call.hold_started is not None:
-            call.hold_seconds += self.now() - call.hold_started
-            call.hold_started = None
-        self.recorder.update(
-            call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3)
-        )
+        self._hold_ends(call, CONSULT)
 
     def _consult_complete(self, call: Call, agent_hung_up: bool = False) -> None:
         """Caller to target; the agent's leg is hung up and the agent released."""

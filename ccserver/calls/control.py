@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from acd.router import AcdError
+from ccserver.calls.hold import CONTROL
 from ccserver.calls.model import Call
 from ccserver.calls.outbound import OriginateError
 from ccserver.calls.service import CallService
@@ -210,10 +211,7 @@ class CallControl:
             leg.endpoint.unbridge()
             svc = self.service
             svc.clock.play(call.caller.endpoint, [svc.moh], loop=True)
-            call.holds += 1
-            call.hold_started = svc.now()
-            if leg.agent:
-                svc.router.hold(leg.agent, svc.now())
+            svc._hold_begins(call, CONTROL)
             svc._note(call, "hold", {"by": "agent", "via": "control"})
         return self.call_view(call)
 
@@ -227,13 +225,7 @@ class CallControl:
         svc.clock.stop(call.caller.endpoint)
         call.caller.endpoint.bridge(leg.endpoint)
         leg.endpoint.bridge(call.caller.endpoint)
-        if call.hold_started is not None:
-            call.hold_seconds += svc.now() - call.hold_started
-            call.hold_started = None
-        if leg.agent:
-            svc.router.retrieve(leg.agent, svc.now())
-        svc.recorder.update(call.contact_id, holds=call.holds,
-                            hold_seconds=round(call.hold_seconds, 3))  # fmt: skip
+        svc._hold_ends(call, CONTROL)
         svc._note(call, "resume", {"by": "agent", "via": "control"})
         return self.call_view(call)
 
@@ -249,13 +241,8 @@ class CallControl:
         self._refuse_side_legs(call)
         call.caller.endpoint.unbridge()
         leg.endpoint.unbridge()
-        if call.hold_started is not None:  # transferred on hold: the hold ends here
-            call.hold_seconds += svc.now() - call.hold_started
-            call.hold_started = None
-            if leg.agent:
-                svc.router.retrieve(leg.agent, svc.now())
-            svc.recorder.update(call.contact_id, holds=call.holds,
-                                hold_seconds=round(call.hold_seconds, 3))  # fmt: skip
+        if call.held_by_control:  # transferred on hold: the hold ends here
+            svc._hold_ends(call, CONTROL)
         svc._send_bye(leg)
         svc._release_leg(leg)
         if leg.agent:

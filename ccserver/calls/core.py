@@ -119,21 +119,28 @@ class CallCore:
         deadline = rt.get_timer()
         if deadline is None:
             return
+        leg.retransmit_timer = self.loop.call_at(deadline, self._retransmit_due, leg)
 
-        def fire() -> None:
-            leg.retransmit_timer = None
-            out = rt.handle_timer(self.now())
-            if out is None:
-                # No ACK for 64*T1: the dialog is dead (RFC 3261 §13.3.1.4).
-                found = self._legs.get(leg.call_id)
-                if found is not None:
-                    self._hangup_leg(found[0], leg, "system", send_bye=True)
-                return
-            for data, to in out:
-                self.sip.send_raw(data, to)
-            self._arm_retransmit(leg)
-
-        leg.retransmit_timer = self.loop.call_at(deadline, fire)
+    def _retransmit_due(self, leg: Leg) -> None:
+        leg.retransmit_timer = None
+        rt = leg.retransmitter
+        if rt is None:
+            return
+        out = rt.handle_timer(self.now())
+        if out is None and leg.bye_pending:
+            # Ended before the ACK, which never came: RFC 3261 §15 lets the
+            # BYE go once the 2xx retransmissions have timed out.
+            self._send_pending_bye(leg)
+            return
+        if out is None:
+            # No ACK for 64*T1: the dialog is dead (RFC 3261 §13.3.1.4).
+            found = self._legs.get(leg.call_id)
+            if found is not None:
+                self._hangup_leg(found[0], leg, "system", send_bye=True)
+            return
+        for data, to in out:
+            self.sip.send_raw(data, to)
+        self._arm_retransmit(leg)
 
     def _send_ack(self, leg: Leg, resp: Response) -> None:
         assert leg.dialog is not None
@@ -141,13 +148,39 @@ class CallCore:
         self.sip.send_stateless(ack, leg.signal_addr)
 
     def _send_bye(self, leg: Leg) -> None:
+        """End the leg's dialog. A leg we answered whose 2xx is not ACKed yet
+        keeps its BYE until the ACK comes or the 2xx retransmissions time out
+        (RFC 3261 §15): the leg is over for the call at once, and stays known
+        to the SIP side (`_legs`, the retransmitter) until the BYE is out."""
         if leg.dialog is None or leg.state == "terminated":
             return
+        rt = leg.retransmitter
+        if leg.role == "uas" and leg.state == "early" and rt is not None and not rt.request_bye():
+            leg.bye_pending = True
+            leg.state = "terminated"
+            return
         leg.stop_retransmit()
+        self._bye_now(leg)
+
+    def _bye_now(self, leg: Leg) -> None:
+        assert leg.dialog is not None
         bye = leg.dialog.create_request("BYE", via_host=self.s.host, via_port=self.port)
         bye.headers.set("Via", str(self._via(leg.signal_addr)))
         leg.state = "terminated"
         self.sip.send_request(bye, leg.signal_addr, lambda r: None)
+
+    def _send_pending_bye(self, leg: Leg) -> None:
+        """The ACK came (or the 2xx timed out) for a leg ended before it: the
+        held-back BYE goes now, unless the peer's own BYE ended the dialog first."""
+        if not leg.bye_pending:
+            return
+        leg.bye_pending = False
+        leg.stop_retransmit()
+        if leg.dialog is not None and leg.dialog.state != "terminated":
+            self._bye_now(leg)
+        found = self._legs.get(leg.call_id)
+        if found is not None and found[1] is leg:
+            self._legs.pop(leg.call_id)
 
     def _cancel_leg(self, leg: Leg, why: str) -> None:
         leg.cancelled = why
@@ -181,9 +214,11 @@ class CallCore:
         self._send_ack(leg, resp)
 
     def _release_leg(self, leg: Leg) -> None:
-        leg.stop_retransmit()
         self.clock.stop(leg.endpoint)
         leg.endpoint.close()
+        if leg.bye_pending:
+            return  # the 2xx goes on until the ACK; `_send_pending_bye` lets go
+        leg.stop_retransmit()
         self._legs.pop(leg.call_id, None)
 
     def _spawn(self, call: Call, coro: Any) -> None:
@@ -234,6 +269,13 @@ class CallCore:
         raise NotImplementedError
 
     def _end_call(self, call: Call, who: str, outcome: str) -> None:
+        raise NotImplementedError
+
+    # hold accounting (ccserver.calls.hold)
+    def _hold_begins(self, call: Call, holder: str) -> None:
+        raise NotImplementedError
+
+    def _hold_ends(self, call: Call, holder: str | None) -> None:
         raise NotImplementedError
 
     # queue callback and voicemail overflow (ccserver.calls.callback, .voicemail)

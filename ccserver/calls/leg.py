@@ -42,14 +42,14 @@ class Leg:
     sdp_session: int = field(default_factory=lambda: random.randrange(1, 2**31))
     sdp_version: int = 0
     state: str = "init"  # init | early | confirmed | terminated
-    on_hold: bool = False
-    hold_started: float | None = None
+    on_hold: bool = False  # the phone holds (its SDP); the contact's hold is in calls.hold
     cancelled: str | None = None  # why we CANCELled (or will CANCEL) this outgoing leg
     cancel_pending: bool = False  # waiting for a provisional response first (RFC 3261 §9.1)
     provisional: bool = False  # a 1xx arrived
     released: bool = False  # the router was already told this offer is over
     pending_offer: SessionDescription | None = None  # our offer in a 2xx, answered by the ACK
     on_confirmed: Callable[[], None] | None = None  # what to start once the ACK arrives
+    bye_pending: bool = False  # ended before the ACK of our 2xx: the BYE waits (RFC 3261 §15)
     ringing: bool = False
     agent: str | None = None
 

@@ -63,10 +63,12 @@ class Call:
     recording_path: str | None = None
     survey_after: bool = False  # the agent hung up and the caller is in the survey
     held_by_control: bool = False  # held from the console or API (media hold)
-    hold_started: float | None = None
+    hold_started: float | None = None  # the current hold period's start (calls.hold)
     answered: bool = False
     holds: int = 0
     hold_seconds: float = 0.0
+    holders: set[str] = field(default_factory=set)  # what holds the caller now (calls.hold)
+    hold_agent: str | None = None  # the agent whose router hold clock runs for this call
     side: Any = None  # supervisor, conference and consult legs (calls.sidelegs.SideState)
     origination: Any = None  # a click-to-call's details (ccserver.calls.outbound.Origination)
     transfer_target: str | None = None  # what a blind transfer asked by software rings

@@ -453,4 +453,4 @@ class OutboundCalls(QueueRouting):
             self._enqueue(call, call.queue, 0)  # back to the line it came from
         else:
             call.state = "leaving"
-            self._hang_up_caller(call, "failed")
+            self._hangup_leg(call, call.caller, "system", send_bye=True, outcome="failed")

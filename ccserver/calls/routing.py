@@ -179,7 +179,9 @@ class QueueRouting(CallCore):
             # The router has let go of the call: ending it is not an abandon.
             call.state = "leaving"
             self.clock.stop(call.caller.endpoint)
-            self._hang_up_caller(call, "overflowed")
+            # A caller refused as it joins (join-empty) may not have ACKed our
+            # 200 yet: `_send_bye` holds the BYE back until it has (RFC 3261 §15).
+            self._hangup_leg(call, call.caller, "system", send_bye=True, outcome="overflowed")
         elif d.destination_kind == "voicemail":
             self._overflow_to_voicemail(call, d)
         elif d.destination_kind == "callback":
@@ -187,20 +189,6 @@ class QueueRouting(CallCore):
         else:
             call.log.warning("overflow to %s is not available: caller keeps waiting",
                              d.destination_kind)  # fmt: skip
-
-    def _hang_up_caller(self, call: Call, outcome: str) -> None:
-        """End the call from our side. A caller refused as it joins (join-empty)
-        has not ACKed our 200 yet, and a UAS must not send BYE before that ACK
-        (RFC 3261 §15): the BYE then leaves when the ACK arrives."""
-        leg = call.caller
-
-        def bye() -> None:
-            self._hangup_leg(call, leg, "system", send_bye=True, outcome=outcome)
-
-        if leg.state == "early":
-            leg.on_confirmed = bye
-        else:
-            bye()
 
     # -- ringing agents -------------------------------------------------------------
     def _invite(

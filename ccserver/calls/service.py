@@ -21,6 +21,7 @@ from ccserver.calls.callback import QueueCallback
 from ccserver.calls.conference import Conferencing
 from ccserver.calls.consult import ConsultTransfer
 from ccserver.calls.flows import FlowSteps
+from ccserver.calls.hold import HoldAccounting, phone_holder
 from ccserver.calls.leg import Address, CallLog, Leg
 from ccserver.calls.model import ALLOW, SERVER, Call, CallSettings
 from ccserver.calls.monitor import Supervision
@@ -48,6 +49,7 @@ class CallService(
     QueueVoicemail,
     QueueCallback,
     FlowSteps,
+    HoldAccounting,
     QueueRouting,
 ):
     """SIP request handler of the node (see `ccserver.sip_endpoint.RequestHandler`)."""
@@ -80,6 +82,9 @@ class CallService(
             return
         call, leg = found
         if leg.dialog is not None and leg.dialog.matches(request):
+            if leg.bye_pending:
+                self._send_pending_bye(leg)  # ended before this ACK (RFC 3261 §15)
+                return
             leg.stop_retransmit()
             if leg.state == "early":
                 leg.state = "confirmed"
@@ -279,6 +284,7 @@ class CallService(
         method = request.method
         if method == "BYE":
             self._respond(request, 200)
+            self._send_pending_bye(leg)  # the peer ended it first: ours is not needed
             who = "caller" if leg is call.caller else "agent"
             self._hangup_leg(call, leg, who, send_bye=False)
         elif method == "INVITE":
@@ -357,14 +363,12 @@ class CallService(
         if hold == leg.on_hold:
             return
         leg.on_hold = hold
-        now = self.now()
         other = call.caller if leg is call.agent_leg else call.agent_leg
         call.log.info(
             "%s %s", "caller" if leg is call.caller else "agent", "holds" if hold else "resumes"
         )
         if hold:
-            leg.hold_started = now
-            call.holds += 1
+            self._hold_begins(call, phone_holder(leg))
             self._note(call, "hold", {"by": "caller" if leg is call.caller else "agent"})
             # With side legs the mix (or consult) owns the media; a holding phone
             # is simply sent nothing (RFC 3264 §8.4).
@@ -372,16 +376,13 @@ class CallService(
                 leg.endpoint.unbridge()
                 self.clock.play(other.endpoint, [self.moh], loop=True)
         else:
-            if leg.hold_started is not None:
-                call.hold_seconds += now - leg.hold_started
-                leg.hold_started = None
+            self._hold_ends(call, phone_holder(leg))
             self._note(call, "resume", {"by": "caller" if leg is call.caller else "agent"})
-            if other is not None and call.state == "bridged" and not has_side_legs(call):
+            if call.held_by_control:
+                pass  # still held from the agent's software: its resume reconnects them
+            elif other is not None and call.state == "bridged" and not has_side_legs(call):
                 self.clock.stop(other.endpoint)
                 leg.endpoint.bridge(other.endpoint)
-        self.recorder.update(
-            call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3)
-        )
 
     def _hangup_leg(
         self, call: Call, leg: Leg, who: str, *, send_bye: bool, outcome: str | None = None
@@ -394,9 +395,8 @@ class CallService(
         if send_bye:
             self._send_bye(leg)
         leg.state = "terminated"
-        if leg.hold_started is not None:
-            call.hold_seconds += self.now() - leg.hold_started
-            leg.hold_started = None
+        if leg.on_hold:
+            self._hold_ends(call, phone_holder(leg))  # a phone gone holds nothing
         if self._queue_leg_gone(call, leg, who):
             return  # a queue callback or a voicemail goes on, or ended its own way
         if (
@@ -468,9 +468,7 @@ class CallService(
             self._release_leg(leg)
         if previous in ("bridged", "dialing") and agent_leg is not None and agent_leg.agent:
             self._apply(self.acd.hangup(agent_leg.agent, now))
-        if call.hold_started is not None:
-            call.hold_seconds += now - call.hold_started
-            call.hold_started = None
+        self._hold_ends(call, None)
         self.recorder.update(
             call.contact_id, holds=call.holds, hold_seconds=round(call.hold_seconds, 3)
         )
@@ -510,6 +508,10 @@ class CallService(
         self.closing = True
         for call in list(self.calls.values()):
             self._end_call(call, "system", "interrupted")
+        for _, leg in list(self._legs.values()):
+            # Nobody will wait for these ACKs: better a BYE now than a dialog
+            # the peer keeps open.
+            self._send_pending_bye(leg)
         for handle in (self._router_timer, self._reg_timer):
             if handle is not None:
                 handle.cancel()

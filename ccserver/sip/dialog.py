@@ -471,6 +471,7 @@ class InviteRetransmitter:
         self._give_up = now + 64 * t1
         self._acked = False
         self._timed_out = False
+        self._bye_waiting = False
 
     @property
     def done(self) -> bool:
@@ -481,6 +482,29 @@ class InviteRetransmitter:
     def timed_out(self) -> bool:
         """True when 64*T1 passed without an ACK: the TU should send a BYE."""
         return self._timed_out
+
+    @property
+    def bye_waiting(self) -> bool:
+        """True when the TU asked to end the dialog before the ACK came: its BYE
+        goes out on the ACK or when 64*T1 passes (see :meth:`request_bye`)."""
+        return self._bye_waiting
+
+    def request_bye(self) -> bool:
+        """The TU wants to end the dialog: True when the BYE may go now.
+
+        §15: "the callee's UA MUST NOT send a BYE on a confirmed dialog until
+        it has received an ACK for its 2xx response or until the server
+        transaction times out". While the 2xx is still unacknowledged the BYE
+        waits (retransmissions go on, the peer still needs the 2xx to send
+        its ACK); the TU sends it once :meth:`ack_received` is called or
+        :meth:`handle_timer` returns None.
+        """
+        if self.done:
+            return True
+        if not self._bye_waiting:
+            _log.debug("%s BYE waits for the ACK of the 2xx", self.response.call_id)
+        self._bye_waiting = True
+        return False
 
     def ack_received(self) -> None:
         """§13.3.1.4: "Response retransmissions cease when an ACK request for

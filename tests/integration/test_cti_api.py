@@ -9,7 +9,8 @@ back, holds them again and blind-transfers them, on hold, to the cards queue,
 where a second SIPp agent (1006) answers and later hangs up. The stored
 contact shows all of it: the disposition, two holds and their seconds (the
 transfer ends the second), the transfer, and a timeline in the order it
-happened.
+happened. A second call is held by the caller's phone and by the API at
+overlapping times: one hold, for the union of the two.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pytest
 
 from tests.integration.peers.fixtures import Peers
 from tests.integration.server import ServerProcess
+from tests.integration.test_call_flows import flow_caller, sipp_agent
 
 pytestmark = pytest.mark.integration
 
@@ -218,3 +220,58 @@ async def test_screen_pop_disposition_and_access_rules(server: ServerProcess, pe
         assert transferred["data"] == {"from_agent": "1001", "to_queue": "cards"}
         async with http.get(f"{base}/api/contacts/nope", headers=bearer(SUPERVISOR)) as r:
             assert r.status == 404 and (await r.json())["error_id"] == "contact-not-found"
+
+
+async def test_phone_and_api_holds_overlapping_count_once(
+    server: ServerProcess, peers: Peers
+) -> None:
+    """The caller's phone holds (a sendonly re-INVITE) for 3 s; while it does, the
+    agent's software holds too, and resumes only after the phone has resumed.
+    The contact was on hold once, for the union of the two periods: one hold,
+    and its seconds no more than the time from the phone's hold to the API's
+    resume (counting both periods apart would give two holds and more)."""
+    base = f"http://127.0.0.1:{server.http_port}"
+    agent = await sipp_agent(peers, server, "1001", "answer", ring_ms=300)
+    mark = len(server.lines)
+    caller = await flow_caller(
+        peers,
+        server,
+        "flow_caller_hold.xml",
+        variables={"bridge_ms": 1500, "hold_ms": 3000, "after_ms": 3000},
+    )
+    held = await server.wait_log(r"\[(\w+)\] caller holds", start=mark, timeout=15)
+    phone_held_by = time.monotonic()
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/calls", headers=bearer(AGENT_1001)) as r:
+            (call,) = await r.json()
+        contact_id = call["contact_id"]
+        assert contact_id.startswith(held[1]) and call["on_hold"] is True, call
+        call_url = f"{base}/api/calls/{contact_id}"
+        async with http.post(f"{call_url}/hold", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 200, await r.text()
+        await server.wait_log(r"caller resumes", start=mark, timeout=10)
+        async with http.get(call_url, headers=bearer(AGENT_1001)) as r:
+            assert (await r.json())["on_hold"] is True  # the API's hold goes on
+        async with http.post(f"{call_url}/resume", headers=bearer(AGENT_1001)) as r:
+            assert r.status == 200, await r.text()
+            assert (await r.json())["on_hold"] is False
+        api_resumed_by = time.monotonic()
+    assert (await caller.wait(timeout=15)).ok
+    await agent.wait(timeout=15)
+
+    (contact,) = await server.wait_contact_closed(1, timeout=10)
+    steps = [(e.type, e.data.get("by"), e.data.get("via")) for e in contact.events
+             if e.type in ("hold", "resume")]  # fmt: skip
+    assert steps == [
+        ("hold", "caller", None), ("hold", "agent", "control"),
+        ("resume", "caller", None), ("resume", "agent", "control"),
+    ], steps  # fmt: skip
+    assert contact.holds == 1
+    assert contact.hold_seconds is not None
+    # From the phone's hold to the API's resume, as the timeline has them (the
+    # overlap counted once); at least the phone's own 3 s.
+    marks = [e.at for e in contact.events if e.type in ("hold", "resume")]
+    union = (marks[-1] - marks[0]).total_seconds()
+    assert abs(contact.hold_seconds - union) < 0.05, (contact.hold_seconds, union)
+    assert 2.9 <= contact.hold_seconds <= api_resumed_by - phone_held_by + 0.5
+    assert contact.outcome == "answered"

@@ -266,6 +266,20 @@ def always_closed(cfg: Path) -> None:
     path.write_text(text.replace(hours, 'hours = { sun = "closed" }'))
 
 
+CLOSED_LINE = "5009"
+
+
+def closed_line(cfg: Path) -> None:
+    """A config edit: DID 5009 runs a flow whose first node hangs up (a line that
+    is out of service), so the platform ends the call the moment it answers."""
+    (cfg / "flows" / "closed_line.toml").write_text(
+        '[flow]\nlanguage = "en"\nstart = "bye"\n\n'
+        '[nodes.bye]\nkind = "hangup"\nreason = "closed"\n'
+    )
+    dids = cfg / "dids.toml"
+    dids.write_text(dids.read_text() + f'\n[dids."{CLOSED_LINE}"]\nflow = "closed_line"\n')
+
+
 # -- the timeline -------------------------------------------------------------------------------
 
 
@@ -455,4 +469,44 @@ async def test_after_hours_caller_books_a_callback(start_server: StartServer, pe
     assert "queued" not in kinds, kinds
     assert contact.outcome == "callback", contact.outcome
     assert contact.disconnect_reason == "system", contact.disconnect_reason
+    assert_clean_log(server)
+
+
+async def test_a_flow_that_hangs_up_at_once_waits_for_the_ack(
+    start_server: StartServer, peers: Peers
+) -> None:
+    """The flow's first node hangs up. The caller takes 300 ms to ACK our 200 and
+    the BYE waits for that ACK (RFC 3261 §15): SIPp fails the call on a BYE that
+    comes while it still holds its ACK back, and its message log shows the order
+    and times on the wire. The contact does not wait: it closes as the flow ends."""
+    server = await start_server(edit=closed_line)
+    ack_delay = 0.3
+    process = SippProcess(
+        scenario_path("acd_caller_refused.xml"),
+        workdir=peers.workdir,
+        remote=f"127.0.0.1:{server.sip_port}",
+        name=f"closed-line-{next(_calls)}",
+        service=CLOSED_LINE,
+        keys={"caller": "0699990005"},
+        variables={"ack_delay_ms": int(ack_delay * 1000)},
+        timeout=15,
+        local_ip=TRUNK_IP,
+    )
+    await peers.sipp(process)
+    await process.wait()
+
+    wire = [(m.sent, m.status or m.method, m.at) for m in process.messages()]
+    steps = [(sent, what) for sent, what, _ in wire if what != 100]
+    assert steps == [(True, "INVITE"), (False, 200), (True, "ACK"), (False, "BYE"), (True, 200)]
+    at = {(sent, what): t for sent, what, t in wire}
+    ok, ack, bye = at[(False, 200)], at[(True, "ACK")], at[(False, "BYE")]
+    assert ok is not None and ack is not None and bye is not None
+    assert ack - ok >= ack_delay - 0.01, (ok, ack)
+    assert 0 <= bye - ack < 0.25, (ack, bye)  # sent as the ACK arrived
+
+    (contact,) = await server.wait_contact_closed(1, timeout=10)
+    assert timeline(contact)[-1] == "ended", timeline(contact)
+    assert contact.outcome == "completed-ivr" and contact.disconnect_reason == "system"
+    assert contact.ended_at is not None
+    assert contact.ended_at.timestamp() < ack, (contact.ended_at, ack)
     assert_clean_log(server)

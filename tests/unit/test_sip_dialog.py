@@ -468,3 +468,44 @@ def test_make_non2xx_ack_is_reexported() -> None:
     invite = parse_request(invite_text())
     ack = make_non2xx_ack(invite, make_response(invite, 486, to_tag="busy"))
     assert ack.cseq == (1, "ACK") and ack.to.tag == "busy"
+
+
+# -- no BYE before the ACK of the 2xx (§15) ------------------------------------
+
+
+def test_bye_requested_before_the_ack_waits_for_it() -> None:
+    invite = parse_request(invite_text())
+    retransmitter = InviteRetransmitter(answer(invite), ("192.0.2.1", 5060), 0.0)
+    assert retransmitter.request_bye() is False
+    assert retransmitter.bye_waiting
+    # The 2xx keeps going out: the peer still needs it to send its ACK.
+    assert retransmitter.get_timer() == 0.5
+    assert retransmitter.handle_timer(0.5) == [(bytes(answer(invite)), ("192.0.2.1", 5060))]
+    assert retransmitter.request_bye() is False  # asking again changes nothing
+    retransmitter.ack_received()
+    assert retransmitter.done and retransmitter.bye_waiting and not retransmitter.timed_out
+    assert retransmitter.request_bye() is True  # acknowledged: the BYE may go
+
+
+def test_bye_waiting_goes_when_the_2xx_retransmissions_end() -> None:
+    invite = parse_request(invite_text())
+    retransmitter = InviteRetransmitter(answer(invite), ("192.0.2.1", 5060), 100.0, t1=0.1)
+    assert retransmitter.request_bye() is False
+    resent = 0
+    while (deadline := retransmitter.get_timer()) is not None:
+        out = retransmitter.handle_timer(deadline)
+        if out is None:
+            break
+        resent += len(out)
+    # §15: "or until the server transaction times out": 64*T1 without an ACK.
+    assert deadline == pytest.approx(100.0 + 64 * 0.1)
+    assert resent > 0 and retransmitter.timed_out and retransmitter.bye_waiting
+    assert retransmitter.request_bye() is True
+
+
+def test_bye_after_the_ack_goes_at_once() -> None:
+    invite = parse_request(invite_text())
+    retransmitter = InviteRetransmitter(answer(invite), ("192.0.2.1", 5060), 0.0)
+    retransmitter.ack_received()
+    assert retransmitter.request_bye() is True
+    assert not retransmitter.bye_waiting
