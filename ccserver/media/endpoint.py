@@ -112,12 +112,17 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if peer is not None:
             peer.send_forwarded(data, self._to_peer_table)
         if self.listeners:
-            try:
-                pkt = RtpPacket.parse(data)
-            except ValueError:
-                return
+            if data[0] & 0x3F == 0:
+                # No padding, extension or CSRC (RFC 3550 §5.1): the usual
+                # packet, whose payload starts right after the fixed header.
+                payload = data[12:]
+            else:
+                try:
+                    payload = RtpPacket.parse(data).payload
+                except ValueError:
+                    return
             for listener in self.listeners:
-                listener(pkt.payload, self.codec)
+                listener(payload, self.codec)
 
     def _dtmf_packet(self, data: bytes) -> None:
         try:
