@@ -16,6 +16,7 @@ import logging
 import random
 import socket
 from collections.abc import Callable
+from functools import partial
 from typing import cast
 
 from ccserver.media.dtmf import DtmfReceiver
@@ -39,10 +40,10 @@ def law_table(src_codec: str, dst_codec: str) -> bytes | None:
 class RtpEndpoint(asyncio.DatagramProtocol):
     """RTP for one leg, with symmetric RTP (RFC 4961) so NATed phones work."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, local: Address = ("", 0)) -> None:
         self.label = label
         self.transport: asyncio.DatagramTransport | None = None
-        self.local: Address = ("", 0)
+        self.local: Address = local
         self.remote: Address | None = None
         self._latched = False
         self.codec = "PCMU"
@@ -86,7 +87,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if transport is self.transport:
             return  # RtpPorts.open already called it; uvloop calls it again later
         self.transport = cast(asyncio.DatagramTransport, transport)
-        self.local = transport.get_extra_info("sockname")[:2]  # a getsockname(2) each time
+        if not self.local[1]:  # RtpPorts knows the port it bound: no getsockname(2)
+            self.local = transport.get_extra_info("sockname")[:2]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -195,7 +197,7 @@ class RtpPorts:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
             sock.setblocking(False)
             transport, proto = await loop.create_datagram_endpoint(
-                lambda: RtpEndpoint(label), sock=sock
+                partial(RtpEndpoint, label, (self.host, port)), sock=sock
             )
             proto.connection_made(transport)  # idempotent; uvloop may call it later
             return proto
