@@ -217,6 +217,7 @@ async def soak(args: argparse.Namespace, core: int | None) -> dict[str, Any]:
         "samples": len(samples),
         "warm_up_s": warm,
         "rss_kb_first_last": [steady[0]["rss_kb"], steady[-1]["rss_kb"]],
+        "memory_dump": [line.split("memory dump ", 1)[1] for line in dumps],
         "slope_per_min": {k: None if v is None else round(v, 2) for k, v in fitted.items()},
         "rss_growth_pct_per_10min": round(100 * rss_slope * 10 / rss_mean, 2),
         "no_growth": abs(rss_slope * 10) < 0.01 * rss_mean
