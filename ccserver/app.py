@@ -443,7 +443,11 @@ async def serve(cfg: Config, demo: DemoSettings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    memory = MemoryDiagnostics.from_env(os.environ)  # opt-in: CCSERVER_TRACEMALLOC
+    try:
+        memory = MemoryDiagnostics.from_env(os.environ)  # opt-in: CCSERVER_TRACEMALLOC
+    except ValueError as exc:
+        log.error("cannot start: %s", exc)
+        raise StartupError(str(exc)) from None
     if memory is not None:
         memory.start()
         loop.add_signal_handler(signal.SIGUSR2, memory.dump)
