@@ -15,7 +15,11 @@ over the rest it fits a line to each series and reports the slope per
 minute. Steady traffic should show none: RSS within 1 % per 10 minutes, fds
 and tasks flat. ``--stats-window`` shortens the ACD's statistics history and
 ``--numbers`` makes the callers reuse that many numbers, to tell history and
-caches kept by design from a leak.
+caches kept by design from a leak. ``--tracemalloc N`` runs the server with
+``CCSERVER_TRACEMALLOC=N`` (ccserver/diagnostics.py), signals it at the end of
+the warm-up and of the soak, and prints what grew in between: the source
+lines holding the new memory, the object types that multiplied, and the
+kinds of descriptors left open.
 
     .venv/bin/python bench/memory_soak.py [--calls 500] [--minutes 10] [--rate 20]
 """
@@ -27,6 +31,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import time
@@ -122,11 +127,26 @@ async def soak(args: argparse.Namespace, core: int | None) -> dict[str, Any]:
             assert n == 1, "the demo config's [acd] stats_window moved: update the bench"
             toml.write_text(text)
 
+    dumps: list[str] = []
+    if args.tracemalloc:
+        os.environ["CCSERVER_TRACEMALLOC"] = str(args.tracemalloc)
     with tempfile.TemporaryDirectory(prefix="ccbench-soak-") as tmp:
         workdir = Path(tmp)
         async with running_server(configure, rtp_ports=4 * agents + 400) as server:
             assert server.proc is not None
             pid = server.proc.pid
+            warm = seconds / 5
+
+            async def memory_dump(n: int) -> None:
+                """SIGUSR2: the server logs what grew since the last one (1: baseline)."""
+                if not args.tracemalloc:
+                    return
+                assert server.proc is not None
+                mark = len(server.lines)
+                server.proc.send_signal(signal.SIGUSR2)
+                await server.wait_log(rf"memory dump {n} done", 120.0, start=mark)
+                dumps.extend(line for line in server.lines[mark:] if "memory dump" in line)
+
             pin(pid, core)
             base = f"http://{LOOPBACK}:{server.http_port}"
             url = f"{base}/api/events?token={SUPERVISOR_TOKEN}&types=call.ended,agent.phone"
@@ -150,7 +170,11 @@ async def soak(args: argparse.Namespace, core: int | None) -> dict[str, Any]:
                         start = time.monotonic()
                         await caller.start()
                         done = asyncio.create_task(caller.wait(check=False))
+                        baseline = False
                         while not done.done():
+                            if not baseline and time.monotonic() - start >= warm:
+                                await memory_dump(1)
+                                baseline = True
                             async with session.get(f"{base}/api/health") as resp:
                                 health = await resp.json()
                             sample = {
@@ -166,10 +190,13 @@ async def soak(args: argparse.Namespace, core: int | None) -> dict[str, Any]:
                             await asyncio.wait({done}, timeout=args.every)
                         result = done.result()
                         await wait_until(lambda: events.total() >= calls, 15)
+                        if baseline:
+                            await memory_dump(2)
                 finally:
                     reader.cancel()
                     await asyncio.gather(reader, return_exceptions=True)
-    warm = seconds / 5
+    for line in dumps:
+        print(line, flush=True)
     steady = [s for s in samples if s["t"] >= warm] or samples
     fitted = {
         key: slope([(s["t"] / 60, s[key]) for s in steady]) for key in ("rss_kb", "fds", "tasks")
@@ -190,6 +217,7 @@ async def soak(args: argparse.Namespace, core: int | None) -> dict[str, Any]:
         "samples": len(samples),
         "warm_up_s": warm,
         "rss_kb_first_last": [steady[0]["rss_kb"], steady[-1]["rss_kb"]],
+        "memory_dump": [line.split("memory dump ", 1)[1] for line in dumps],
         "slope_per_min": {k: None if v is None else round(v, 2) for k, v in fitted.items()},
         "rss_growth_pct_per_10min": round(100 * rss_slope * 10 / rss_mean, 2),
         "no_growth": abs(rss_slope * 10) < 0.01 * rss_mean
@@ -244,6 +272,12 @@ def main() -> None:
     )
     ap.add_argument(
         "--numbers", type=int, default=0, help="distinct caller numbers (0: one per call)"
+    )
+    ap.add_argument(
+        "--tracemalloc",
+        type=int,
+        default=0,
+        help="frames per allocation traced in the server, and dump growth (0: off)",
     )
     ap.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     ap.add_argument("--core", type=int, default=1, help="core for the server (-1: any)")

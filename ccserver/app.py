@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 import time
@@ -26,6 +27,7 @@ from ccserver.calls.control import CallControl
 from ccserver.calls.service import CallService, CallSettings
 from ccserver.config import Config
 from ccserver.demo_traffic import DemoSettings, DemoTraffic
+from ccserver.diagnostics import MemoryDiagnostics
 from ccserver.events import EventBus
 from ccserver.location_sharing import SharedLocation
 from ccserver.media.endpoint import RtpPorts
@@ -445,6 +447,14 @@ async def serve(cfg: Config, demo: DemoSettings | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        memory = MemoryDiagnostics.from_env(os.environ)  # opt-in: CCSERVER_TRACEMALLOC
+    except ValueError as exc:
+        log.error("cannot start: %s", exc)
+        raise StartupError(str(exc)) from None
+    if memory is not None:
+        memory.start()
+        loop.add_signal_handler(signal.SIGUSR2, memory.dump)
     traffic: DemoTraffic | None = None
     try:
         await node.start()

@@ -28,9 +28,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime
 from functools import partial
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from sqlalchemy.orm import selectinload
 
@@ -126,7 +126,8 @@ class RecentContact:
     talk_seconds: float | None
 
     @classmethod
-    def from_row(cls, row: Contact) -> RecentContact:
+    def from_row(cls, row: Contact | Row[Any]) -> RecentContact:
+        """From a stored contact or a row of ``RECENT_CONTACT_COLUMNS``."""
         return cls(
             contact_id=row.id,
             arrived_at=row.arrived_at,
@@ -462,10 +463,16 @@ class CustomerDirectory:
         async with asyncio.timeout(self.background_timeout):
             customer = await fetch()
         ttl = self.ttl if customer is not None else self.negative_ttl
-        self._cache[key] = _Entry(customer, self._clock() + ttl)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+        now = self._clock()
+        cache = self._cache
+        cache[key] = _Entry(customer, now + ttl)
+        cache.move_to_end(key)
+        # Least recently used first: drop it while it has expired, so a stream of
+        # new numbers holds negative_ttl of them, not max_entries (memory_soak.py).
+        while cache and (
+            len(cache) > self.max_entries or next(iter(cache.values())).expires <= now
+        ):
+            cache.popitem(last=False)
         return customer
 
     def _fetched(self, key: _Key, task: asyncio.Task[Customer | None]) -> None:

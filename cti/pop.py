@@ -258,7 +258,7 @@ class PopService:
         self.bus.emit(
             "screen.pop", contact_id=contact_id, agent=agent, queue=call["queue"], data=data
         )
-        log.info("[%s] screen pop for agent %s (history %s)", contact_id[:8], agent, state)
+        log.debug("[%s] screen pop for agent %s (history %s)", contact_id[:8], agent, state)
         if task is not None and state == "pending":
             self._own(
                 asyncio.create_task(

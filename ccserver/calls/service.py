@@ -29,12 +29,11 @@ from ccserver.calls.outbound import OutboundCalls
 from ccserver.calls.routing import QueueRouting
 from ccserver.calls.sidelegs import has_side_legs
 from ccserver.calls.voicemail import QueueVoicemail
-from ccserver.media.g711 import decoder_for
 from ccserver.media.sdp import NotAcceptable, SessionDescription, answer, negotiate_answer, offer
 from ccserver.sip.dialog import Dialog, make_dialog_response
 from ccserver.sip.message import Request, Response, make_response, new_tag
 from ccserver.sip.transaction import ServerTransaction
-from ivr.inband import InbandDtmfDetector
+from ivr.inband import G711InbandDtmf
 
 __all__ = ["Call", "CallService", "CallSettings"]
 
@@ -237,10 +236,11 @@ class CallService(
         if remote is not None and endpoint.dtmf_pt is None:
             # No telephone-event offered: the keys come as tones in the audio
             # (ITU-T Q.23), as from some trunks.
-            detector = InbandDtmfDetector()
+            # Batched, and silence never decoded: cheap on every packet (ivr/inband.py).
+            detector = G711InbandDtmf()
 
             def inband(payload: bytes, codec: str) -> None:
-                for key in detector.feed(decoder_for(codec)(payload)):
+                for key in detector.feed(payload, codec):
                     self._on_digit(call, key, "inband")
 
             endpoint.listeners.append(inband)

@@ -16,6 +16,7 @@ import logging
 import random
 import socket
 from collections.abc import Callable
+from functools import partial
 from typing import cast
 
 from ccserver.media.dtmf import DtmfReceiver
@@ -39,10 +40,10 @@ def law_table(src_codec: str, dst_codec: str) -> bytes | None:
 class RtpEndpoint(asyncio.DatagramProtocol):
     """RTP for one leg, with symmetric RTP (RFC 4961) so NATed phones work."""
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, local: Address = ("", 0)) -> None:
         self.label = label
         self.transport: asyncio.DatagramTransport | None = None
-        self.local: Address = ("", 0)
+        self.local: Address = local
         self.remote: Address | None = None
         self._latched = False
         self.codec = "PCMU"
@@ -86,7 +87,8 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if transport is self.transport:
             return  # RtpPorts.open already called it; uvloop calls it again later
         self.transport = cast(asyncio.DatagramTransport, transport)
-        self.local = transport.get_extra_info("sockname")[:2]  # a getsockname(2) each time
+        if not self.local[1]:  # RtpPorts knows the port it bound: no getsockname(2)
+            self.local = transport.get_extra_info("sockname")[:2]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -112,12 +114,17 @@ class RtpEndpoint(asyncio.DatagramProtocol):
         if peer is not None:
             peer.send_forwarded(data, self._to_peer_table)
         if self.listeners:
-            try:
-                pkt = RtpPacket.parse(data)
-            except ValueError:
-                return
+            if data[0] & 0x3F == 0:
+                # No padding, extension or CSRC (RFC 3550 §5.1): the usual
+                # packet, whose payload starts right after the fixed header.
+                payload = data[12:]
+            else:
+                try:
+                    payload = RtpPacket.parse(data).payload
+                except ValueError:
+                    return
             for listener in self.listeners:
-                listener(pkt.payload, self.codec)
+                listener(payload, self.codec)
 
     def _dtmf_packet(self, data: bytes) -> None:
         try:
@@ -190,7 +197,7 @@ class RtpPorts:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
             sock.setblocking(False)
             transport, proto = await loop.create_datagram_endpoint(
-                lambda: RtpEndpoint(label), sock=sock
+                partial(RtpEndpoint, label, (self.host, port)), sock=sock
             )
             proto.connection_made(transport)  # idempotent; uvloop may call it later
             return proto

@@ -10,7 +10,7 @@ from datetime import date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, event, or_, select
+from sqlalchemy import Connection, Row, event, or_, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
@@ -142,18 +142,37 @@ async def find_contacts(
         return list((await session.scalars(stmt)).all())
 
 
+RECENT_CONTACT_COLUMNS = (
+    "id",
+    "arrived_at",
+    "ended_at",
+    "caller_number",
+    "entry_point",
+    "queue",
+    "agent",
+    "outcome",
+    "disposition",
+    "notes",
+    "wait_seconds",
+    "talk_seconds",
+)
+"""What the screen pop shows of an earlier contact: the columns `recent_contacts` reads."""
+
+
 async def recent_contacts(
     engine: AsyncEngine,
     *,
     customer_id: str | None = None,
     caller_numbers: Collection[str] = (),
     limit: int = 5,
-) -> list[Contact]:
-    """A caller's latest contacts, newest first, without timelines: the screen-pop history.
+) -> list[Row[Any]]:
+    """A caller's latest contacts, newest first, as rows of ``RECENT_CONTACT_COLUMNS``.
 
     Matches contacts linked to ``customer_id`` or whose caller number is one of
     ``caller_numbers`` (stored as received, so pass every spelling; see
-    ``phone.national_variants``).
+    ``phone.national_variants``). Read for every call offered (the screen-pop
+    history), so a plain query on a connection: an ORM session and entities
+    cost more than the query itself (docs/performance.md).
     """
     conditions = []
     if customer_id is not None:
@@ -162,11 +181,12 @@ async def recent_contacts(
         conditions.append(Contact.caller_number.in_(sorted(set(caller_numbers))))
     if not conditions or limit < 1:
         return []
+    table = Contact.__table__.c
     stmt = (
-        select(Contact)
+        select(*(table[name] for name in RECENT_CONTACT_COLUMNS))
         .where(or_(*conditions))
         .order_by(Contact.arrived_at.desc(), Contact.id)
         .limit(limit)
     )
-    async with AsyncSession(engine, expire_on_commit=False) as session:
-        return list((await session.scalars(stmt)).all())
+    async with engine.connect() as conn:
+        return list(await conn.execute(stmt))

@@ -96,6 +96,13 @@ class Queued(NamedTuple):
     op: Op
 
 
+# One encoder for every line: json.dumps with options builds a new one per call.
+# allow_nan=False: NaN is not JSON and PostgreSQL's JSONB refuses it.
+_ENCODER: Final = json.JSONEncoder(
+    default=_json_default, ensure_ascii=False, allow_nan=False, separators=(",", ":")
+)
+
+
 def _dates_out(values: Mapping[str, Any], names: frozenset[str]) -> dict[str, Any]:
     return {
         k: v.isoformat() if k in names and isinstance(v, datetime) else v for k, v in values.items()
@@ -125,14 +132,7 @@ def encode_op(seq: int, op: Op) -> bytes:
     else:
         body = {"k": "agent", "r": _dates_out(op.row, frozenset({"at"}))}
     try:
-        # allow_nan=False: NaN is not JSON and PostgreSQL's JSONB refuses it.
-        text = json.dumps(
-            {"s": seq, **body},
-            default=_json_default,
-            ensure_ascii=False,
-            allow_nan=False,
-            separators=(",", ":"),
-        )
+        text = _ENCODER.encode({"s": seq, **body})
     except (TypeError, ValueError) as exc:
         raise ValueError(f"cannot be stored: {exc}") from None
     return text.encode() + b"\n"

@@ -176,6 +176,8 @@ class ContactRecorder:
         self._stopped = False
         self._warned_stopped = False
         self._next_seq: OrderedDict[str, int] = OrderedDict()
+        # This run's checkpoint as our last commit left it; None: read it first.
+        self._checkpoint: int | None = None
         self._recovered = asyncio.Event()
         self._startup_done = False
         self._report: RecoveryReport | None = None
@@ -259,6 +261,7 @@ class ContactRecorder:
             self._journal_task = None
             self._stopping = False
             self._stopped = True
+            self._checkpoint = None  # a clean stop deletes the row
             if self._spill is not None:
                 self._spill.close()
                 self._spill = None
@@ -597,6 +600,7 @@ class ContactRecorder:
             try:
                 await self._write_batch(run, part)
             except Exception as exc:
+                self._checkpoint = None  # read it again before the next attempt
                 if _is_refusal(exc):
                     work.pop()
                     if len(part) == 1:
@@ -645,9 +649,15 @@ class ContactRecorder:
         changes it already covers are skipped: that is what makes retries and
         replays apply each change once.
         """
+        own = run is not None and run == self._run
         async with self._engine.begin() as conn:
             applied: int | None = None
-            if run is not None:
+            if own and self._checkpoint is not None:
+                # Only this recorder moves its run's checkpoint, and our last commit
+                # set it: reading it back would cost a query per batch. Any failed
+                # attempt forgets it, so a retry after an ambiguous commit reads it.
+                applied = self._checkpoint
+            elif run is not None:
                 applied = await applied_seq(conn, run)
                 if applied is not None:
                     batch = [q for q in batch if q.seq > applied]
@@ -662,6 +672,8 @@ class ContactRecorder:
                     conn, run, self._node, batch[-1].seq, exists=applied is not None
                 )
         # Only after the commit: a failed attempt must leave the seq counters alone.
+        if own:
+            self._checkpoint = batch[-1].seq
         self._remember_seqs(plan.next_seq)
         for op, reason in plan.refused:
             self._reject(op, reason)

@@ -65,7 +65,13 @@ def test_relay_capacity_smoke() -> None:
 
 def test_relay_path_smoke() -> None:
     rows = run_bench("relay_path.py", "--seconds", "0.2")
-    assert [r["legs"] for r in rows] == ["PCMU->PCMU", "PCMA->PCMU", "PCMU->PCMU in-band DTMF"]
+    assert [r["legs"] for r in rows] == [
+        "PCMU->PCMU",
+        "PCMA->PCMU",
+        "PCMU->PCMU in-band DTMF, loud",
+        "PCMU->PCMU in-band DTMF, noise",
+        "PCMU->PCMU in-band DTMF, per packet",
+    ]
     assert all(isinstance(r["ns_per_packet"], float) and r["ns_per_packet"] > 0 for r in rows)
 
 
@@ -102,3 +108,17 @@ def test_memory_soak_smoke() -> None:
     (soak,) = (r for r in rows if "part" in r)
     assert soak["calls"] == 12 and soak["sipp_failed"] == 0 and soak["answered_by_agent"] == 12
     assert samples and all(s["sample"]["tasks"] > 0 for s in samples)
+
+
+def test_soak_with_memory_dump_smoke() -> None:
+    rows = run_bench(
+        "memory_soak.py", "--calls", "0", "--minutes", "0.2", "--rate", "2", "--every", "1",
+        "--tracemalloc", "1", "--core", "-1", "--load-core", "-1",
+    )  # fmt: skip
+    (row,) = [r for r in rows if "part" in r]
+    assert row["part"] == "soak" and row["sipp_failed"] == 0, row
+    dump = row["memory_dump"]
+    # The baseline, then the growth: allocations, object types, descriptors.
+    assert dump[0].startswith("1: traced") and dump[-1].startswith("2 done"), dump
+    assert any("top allocations grown" in line for line in dump), dump
+    assert any(line.startswith("2: fds grown") for line in dump), dump

@@ -219,6 +219,23 @@ async def test_the_cache_is_bounded(bank: AsyncEngine) -> None:
         await directory.close()
 
 
+async def test_expired_answers_leave_the_cache(bank: AsyncEngine) -> None:
+    """A stream of new callers keeps negative_ttl of them, not max_entries."""
+    clock = Clock()
+    directory = CustomerDirectory(
+        DatabaseCustomerProvider(bank), default_country_code="33", negative_ttl=5, clock=clock
+    )
+    try:
+        for n in range(100):
+            clock.now += 1.0
+            assert await directory.lookup_by_number(f"0699{n:06d}") is None
+            assert len(directory._cache) <= 5
+        assert await directory.lookup_by_number("0699000099") is None
+        assert directory.stats.hits == 1  # the last five are still cached
+    finally:
+        await directory.close()
+
+
 async def test_a_slow_provider_gives_an_unknown_caller_within_the_bound(
     bank: AsyncEngine, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ccserver.storage import ContactRecorder, JournalCheckpoint, get_contact
@@ -378,6 +378,53 @@ async def test_an_ambiguous_commit_is_not_applied_twice(
     contact = await get_contact(engine, cid)
     assert contact is not None
     assert [e.seq for e in contact.events] == list(range(36))
+
+
+async def test_the_own_checkpoint_is_read_once_then_after_a_failure_or_a_restart(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Our last commit set it, so it is not read back per batch; what makes that safe is
+    re-reading after any failed attempt (see the ambiguous commit) and after a stop."""
+    reads: list[str] = []
+
+    def note(_c: Any, _cur: Any, statement: str, *_args: Any) -> None:
+        if "journal_checkpoints" in statement and statement.lstrip().upper().startswith("SELECT"):
+            reads.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", note)
+    recorder = ObservedRecorder(engine, journal_dir=tmp_path / "journal")
+    try:
+        await started(recorder)
+        reads.clear()
+        cid = open_call(recorder)
+        for n in range(5):
+            recorder.event(cid, "tick", {"n": n})
+            await flush(recorder)  # one batch each
+        assert len(reads) == 1
+
+        async def down(run: str | None, batch: Sequence[Queued]) -> None:
+            recorder.failed.set()
+            raise OSError("connection refused")
+
+        recorder._write_batch = down  # type: ignore[method-assign]
+        recorder.event(cid, "tick", {"n": 5})
+        await asyncio.wait_for(recorder.failed.wait(), WAIT)
+        del recorder._write_batch  # the database is back
+        await flush(recorder)
+        assert len(reads) == 2
+        await asyncio.wait_for(recorder.stop(), WAIT)  # a clean stop deletes the row
+
+        await started(recorder)  # the same object again: the row must come back
+        recorder.event(cid, "tick", {"n": 6})
+        await flush(recorder)
+        assert len(reads) == 3
+        async with engine.connect() as conn:
+            rows = (await conn.execute(select(JournalCheckpoint.applied_seq))).all()
+        assert [seq for (seq,) in rows] == [recorder.enqueued]
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", note)
+        await asyncio.wait_for(recorder.stop(), WAIT)
+    assert await event_counts(engine) == {(cid, n): 1 for n in range(7)}
 
 
 async def test_a_long_outage_spills_to_the_journal_and_catches_up(
