@@ -168,21 +168,28 @@ class AcdNode:
             await asyncio.wait(tasks)
 
     async def _beat(self) -> None:
-        """Keep this node alive in the store; clear the nodes that are not."""
         while True:
             await asyncio.sleep(self.heartbeat_interval)
             try:
-                beat = await self.state.heartbeat(self.node, self.heartbeat_ttl)
-                for dead in beat.lost:
-                    log.warning("node %s lost (no heartbeat for %.1f s): its calls, agents and "
-                                "registrations cleared", dead, self.heartbeat_ttl)  # fmt: skip
-                if not beat.known:
-                    log.warning("this node's heartbeat had lapsed: writing its state again")
-                    async with self._lock:
-                        await self._rejoin()
-                await self._share_tallies()
+                await self.beat()
             except StateUnavailable as exc:
                 log.warning("heartbeat not written: %s", exc)
+
+    async def beat(self) -> None:
+        """One heartbeat: keep this node alive in the store, clear the nodes that are not.
+
+        The node's own task calls it every `heartbeat_interval`; tests call it
+        directly, with the store's clock moved on, to step a lapse.
+        """
+        beat = await self.state.heartbeat(self.node, self.heartbeat_ttl)
+        for dead in beat.lost:
+            log.warning("node %s lost (no heartbeat for %.1f s): its calls, agents and "
+                        "registrations cleared", dead, self.heartbeat_ttl)  # fmt: skip
+        if not beat.known:
+            log.warning("this node's heartbeat had lapsed: writing its state again")
+            async with self._lock:
+                await self._rejoin()
+        await self._share_tallies()
 
     async def _share_tallies(self) -> None:
         """Publish this node's queue statistics and keep the other nodes' (`tallies`)."""

@@ -23,6 +23,7 @@ import pytest
 
 from ccserver.media import g711
 from ccserver.media.rtp import RtpPacket
+from tests.integration.peers import wait_for
 from tests.integration.peers.capture import RtpCapture
 from tests.integration.peers.fixtures import Peers
 from tests.integration.peers.sipp import SippProcess, scenario_path
@@ -214,18 +215,11 @@ class Api:
     async def until(self, what: str, check: Callable[[dict[str, Any]], bool]) -> float:
         """Poll the live calls until `check` holds for the one call; the wall time then."""
 
-        async def poll() -> None:
-            while True:
-                calls = await self.call("GET", "/api/calls", SUPERVISOR)
-                if len(calls) == 1 and check(calls[0]):
-                    return
-                await asyncio.sleep(0.05)
+        async def holds() -> bool:
+            calls = await self.call("GET", "/api/calls", SUPERVISOR)
+            return len(calls) == 1 and check(calls[0])
 
-        try:
-            await asyncio.wait_for(poll(), 15)
-        except TimeoutError:
-            tail = self.server.log_tail(40)
-            raise AssertionError(f"timed out waiting for {what}\n{tail}") from None
+        await wait_for(holds, 15, what, diagnose=lambda: self.server.log_tail(40))
         return time.time()
 
     async def contact_id(self) -> str:

@@ -23,6 +23,7 @@ from ccserver.calls.acd_link import ClusterAcd, LocalAcd
 from ccserver.config import ConfigError, load_config, shipped_config_dir
 from ccserver.location_sharing import SharedLocation
 from ccserver.sip.registrar import ContactRequest, LocationService
+from tests.integration.peers import wait_for
 
 WAIT = 5.0
 T = TypeVar("T")
@@ -30,13 +31,7 @@ T = TypeVar("T")
 
 async def until(probe: Callable[[], T | None], what: str) -> T:
     """The probe's first truthy answer; the feed and the worker run meanwhile."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            got = probe()
-            if got:
-                return got
-            await asyncio.sleep(0.001)
-    raise AssertionError(what)  # pragma: no cover - the timeout raises first
+    return await wait_for(probe, WAIT, what, interval=0.001)
 
 
 class Node:

@@ -27,7 +27,6 @@ from acd.state import (
     RESYNC,
     Change,
     ChangeFeed,
-    Heartbeat,
     LiveState,
     StateUnavailable,
 )
@@ -77,6 +76,16 @@ async def cluster() -> AsyncIterator[list[Member]]:
     for m in made:
         await m.node.close()
         await m.state.close()
+
+
+class FakeTime:
+    """A clock the test moves by hand (for the store's heartbeat deadlines)."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
 
 
 async def join(
@@ -366,12 +375,15 @@ async def test_a_node_whose_heartbeat_lapses_is_cleared_by_a_survivor(
     cluster: list[Member],
 ) -> None:
     """Node A bridges a1 (logged in at B) to its caller, has c2 waiting, and dies.
-    Within the heartbeat ttl B clears it: c2 leaves the shared queue, a1 is not
-    ready "node lost" instead of on-call for good; made ready, a1 takes B's call."""
-    store = MemoryStore()
-    beat = (0.02, 0.1)
-    a = await join(cluster, "A", MemoryLiveState(store), heartbeat=beat)
-    b = await join(cluster, "B", MemoryLiveState(store), heartbeat=beat)
+    Once the heartbeat ttl has passed B's beat clears it: c2 leaves the shared
+    queue, a1 is not ready "node lost" instead of on-call for good; made ready,
+    a1 takes B's call."""
+    clock = FakeTime()
+    store = MemoryStore(clock)
+    # The beats' own tasks never come round in this test: it beats by hand.
+    beat = (3600.0, 7200.0)
+    a = await join(cluster, "A", MemoryLiveState(store), clock=clock, heartbeat=beat)
+    b = await join(cluster, "B", MemoryLiveState(store), clock=clock, heartbeat=beat)
     await b.node.login("a1")
     await settle(a, b)
     await a.node.enqueue("c1", "q")
@@ -385,11 +397,13 @@ async def test_a_node_whose_heartbeat_lapses_is_cleared_by_a_survivor(
     cluster.remove(a)
     await a.node.close()
     await a.state.close()
-    for _ in range(int(WAIT / 0.02)):
-        await settle(b)
-        if b.node.agent_status("a1") != (ON_CALL, None):
-            break
-        await asyncio.sleep(0.02)  # time passing for the ttl, not a wait for a task
+    clock.now += 5000.0
+    await b.node.beat()  # within the ttl: A still counts as alive
+    await settle(b)
+    assert b.node.agent_status("a1") == (ON_CALL, None)
+    clock.now += 5000.0  # A's deadline has passed, B's (renewed) has not
+    await b.node.beat()
+    await settle(b)
     assert b.node.agent_status("a1") == (NOT_READY, "node lost")
     assert b.node.shared_calls() == [] and await b.state.calls() == []
     await b.node.ready("a1")
@@ -397,42 +411,26 @@ async def test_a_node_whose_heartbeat_lapses_is_cleared_by_a_survivor(
     assert await b.next_offer() == Offer("c3", "a1", "q")
 
 
-class StallingState(MemoryLiveState):
-    """A client whose heartbeats wait while `going` is clear (a node that stalls)."""
-
-    def __init__(self, store: MemoryStore) -> None:
-        super().__init__(store)
-        self.going = asyncio.Event()
-        self.going.set()
-
-    async def heartbeat(self, node: str, ttl: float, *, restart: bool = False) -> Heartbeat:
-        await self.going.wait()
-        return await super().heartbeat(node, ttl, restart=restart)
-
-
 async def test_a_node_cleared_as_lost_writes_its_state_again(cluster: list[Member]) -> None:
     """A stall longer than the ttl: B clears A, then A beats again and puts
     back its queued call and the agent it is talking through."""
-    store = MemoryStore()
-    stalling = StallingState(store)
-    a = await join(cluster, "A", stalling, heartbeat=(0.02, 0.1))
-    b = await join(cluster, "B", MemoryLiveState(store), heartbeat=(0.02, 0.1))
+    clock = FakeTime()
+    store = MemoryStore(clock)
+    beat = (3600.0, 7200.0)  # beats by hand; A stalls by not beating
+    a = await join(cluster, "A", MemoryLiveState(store), clock=clock, heartbeat=beat)
+    b = await join(cluster, "B", MemoryLiveState(store), clock=clock, heartbeat=beat)
     await a.node.login("a1")
     await a.node.enqueue("c1", "q")
     assert await a.node.answered((await a.next_offer()).call_id)
     await a.node.enqueue("c2", "q")
-    stalling.going.clear()
-    for _ in range(int(WAIT / 0.02)):
-        if (await b.state.agents())["a1"].reason == NODE_LOST_REASON:
-            break
-        await asyncio.sleep(0.02)  # time passing for the ttl, not a wait for a task
+    clock.now += 5000.0
+    await b.node.beat()  # only a node whose own beat holds may clear others
+    clock.now += 5000.0
+    await b.node.beat()
+    assert (await b.state.agents())["a1"].reason == NODE_LOST_REASON
     assert await b.state.calls() == []
     assert (await b.state.agents())["a1"].state == LOGGED_OUT  # A was its home too
-    stalling.going.set()
-    for _ in range(int(WAIT / 0.02)):
-        record = (await b.state.agents())["a1"]
-        if record.state == ON_CALL and await b.state.calls():
-            break
-        await asyncio.sleep(0.02)  # time passing for the next beat
+    await a.node.beat()  # A wakes up and finds itself cleared
+    record = (await b.state.agents())["a1"]
     assert (record.state, record.call_id, record.call_node) == (ON_CALL, "c1", "A")
     assert [c.call_id for c in await b.state.calls()] == ["c2"]

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 __all__ = ["PeerError", "stop_process", "wait_for"]
@@ -32,14 +33,15 @@ class PeerError(RuntimeError):
 
 
 async def wait_for(
-    predicate: Callable[[], T | bool | None],
+    predicate: Callable[[], T | bool | None] | Callable[[], Awaitable[T | bool | None]],
     timeout: float,
     what: str,
     *,
     interval: float = POLL_INTERVAL,
     diagnose: Callable[[], str] | None = None,
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy, and return that.
+    """Poll ``predicate`` (plain or async) until it returns something truthy, and
+    return that.
 
     Raises `PeerError` naming ``what`` after ``timeout`` seconds, with the text
     of ``diagnose()`` appended when given (typically a log tail).
@@ -47,6 +49,8 @@ async def wait_for(
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
         if result:
             return result  # type: ignore[return-value]
         if time.monotonic() >= deadline:
